@@ -1,0 +1,33 @@
+# make test   creates .venv (CPU only), installs what the tests need once, runs the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION := 2.13.0
+OPENRLHF_VERSION := 0.11.2
+# Extra pip arguments for torch, e.g. an index that serves the CPU build on machines without a local wheel.
+TORCH_PIP_ARGS ?=
+
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The install is redone only when what it installs changes: the stamp's name is a hash of it.
+INSTALL_HASH := $(shell cat requirements-test.txt | sha256sum | cut -c1-12)-$(TORCH_VERSION)-$(OPENRLHF_VERSION)
+STAMP := $(VENV)/.installed-$(INSTALL_HASH)
+
+.PHONY: test venv clean-venv
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): requirements-test.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
+	$(PIP) install --quiet --no-deps openrlhf==$(OPENRLHF_VERSION)
+	$(PIP) install --quiet -r requirements-test.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV)
