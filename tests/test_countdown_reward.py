@@ -83,7 +83,7 @@ def test_division_by_zero_scores_format_credit():
 def test_exact_rational_arithmetic():
     # TinyZero's float eval accepts 3/7*7 (3.0000000000000004 is within 1e-5); the exact value is 3.
     assert score("<answer>3 / 7 * 7</answer>", numbers=[3, 7, 7], target=3).reward == 1.0
-    assert score("<answer>(1 + 1 / 3) * 3</answer>", numbers=[1, 1, 3], target=4).reward == 1.0  # via 4/3
+    assert score("<answer>(1 + 1 / 3) * 3</answer>", numbers=[1, 1, 3, 3], target=4).reward == 1.0  # via 4/3
     assert score("<answer>7 / 2</answer>", numbers=[7, 2], target=3).reward == 0.1
 
 
