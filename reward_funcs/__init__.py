@@ -26,8 +26,8 @@ TASKS = {
 __all__ = ["CORRECT_SCORE", "FORMAT_SCORE", "TASKS", "LabelError", "Score", "parse_label", "score_sample"]
 
 
-def parse_label(label: str | Mapping) -> dict:
-    """The label as a dict with a known `"task"`; `label` is a JSON string (as stored in datasets) or a mapping."""
+def parse_label(label: str | Mapping) -> Mapping:
+    """The label as a mapping with a known `"task"`; `label` is a JSON string (as stored in datasets) or a mapping."""
     if isinstance(label, str):
         if not label.strip():
             raise LabelError(
@@ -42,7 +42,7 @@ def parse_label(label: str | Mapping) -> dict:
     task = label.get("task")
     if task not in TASKS:
         raise LabelError(f"the label's \"task\" is {task!r}; it must be one of {sorted(TASKS)}: set it in the dataset")
-    return dict(label)
+    return label
 
 
 def score_sample(query: str, prompt: str | None, label: str | Mapping, **constants: float) -> Score:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from reward_funcs.expression import ExpressionError, evaluate
+from reward_funcs.expression import ExpressionError, value
 from reward_funcs.scoring import (
     CORRECT_SCORE,
     FORMAT_SCORE,
@@ -47,9 +47,9 @@ def score(
     if answer is None:
         return no_answer()
     try:
-        value = evaluate(answer, numbers)
+        numerator, denominator = value(answer, numbers)
     except ExpressionError as e:
         return wrong(e.reason, answer, format_score)
-    if value != target:
+    if numerator != target * denominator:
         return wrong("wrong_value", answer, format_score)
     return right(answer, correct_score)

@@ -24,6 +24,11 @@ import threading
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+if _PACKAGE_DIR.name != "reward_funcs" or not (_PACKAGE_DIR / "__init__.py").is_file():
+    raise ImportError(
+        f"{Path(__file__).name} must stay inside the reward_funcs package (it is in {_PACKAGE_DIR}): pass "
+        "--reward.remote_url reward_funcs/openrlhf_reward.py from the repository or the Ray working_dir"
+    )
 if str(_PACKAGE_DIR.parent) not in sys.path:
     sys.path.insert(0, str(_PACKAGE_DIR.parent))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 FORMAT_SCORE = 0.1  # TinyZero: an answer was given in <answer> tags but it is wrong
 CORRECT_SCORE = 1.0  # TinyZero: the answer is right
@@ -18,9 +18,8 @@ OPEN_TAG = "<answer>"
 CLOSE_TAG = "</answer>"
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
-    """One scored completion.
+class Score(NamedTuple):
+    """One scored completion (immutable; a NamedTuple because one is built for every sample of every rollout).
 
     `reward` is what RL trains on (0 / format score / correct score); `correct` is what evaluation counts;
     `formatted` says an answer tag pair was found; `reason` is a short machine-readable word for analysis
@@ -41,7 +40,7 @@ class LabelError(ValueError):
 def label_int(label: Mapping, key: str, help: str) -> int:
     """`label[key]`, which must be an integer (bools are not)."""
     value = label.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
+    if type(value) is not int:  # bools are ints to isinstance
         raise LabelError(f"{key!r} must be an integer, got {value!r}: {help}")
     return value
 
@@ -49,11 +48,7 @@ def label_int(label: Mapping, key: str, help: str) -> int:
 def label_ints(label: Mapping, key: str, help: str) -> list[int]:
     """`label[key]`, which must be a non-empty list of integers."""
     value = label.get(key)
-    if (
-        not isinstance(value, (list, tuple))
-        or not value
-        or not all(isinstance(x, int) and not isinstance(x, bool) for x in value)
-    ):
+    if type(value) not in (list, tuple) or not value or set(map(type, value)) != {int}:
         raise LabelError(f"{key!r} must be a non-empty list of integers, got {value!r}: {help}")
     return list(value)
 

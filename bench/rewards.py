@@ -1,0 +1,217 @@
+"""Reward scoring speed: our scorer against TinyZero's eval-based rules, on the same completions, in one run.
+
+    .venv/bin/python -m bench.rewards [--completions 3000] [--repeats 5] [--guard-seconds 3]
+
+Realistic corpus: Countdown completions as a model writes them (correct, wrong, unformatted; chains of thought
+of 300 to 1,000 tokens), scored from the full query (TinyZero prompt + response), as during training.
+Adversarial corpus: power and floor-division bombs, 1 MB strings, 10^5 nested parentheses, Unicode digits,
+thousands of answer tags. The baseline runs each adversarial input in a child process with a time and memory
+limit, because its eval hangs on some of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import resource
+import statistics
+import time
+from fractions import Fraction
+
+from bench import tinyzero_baseline
+from reward_funcs import score_sample
+
+BASE_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
+    "assistant first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
+    "User: Using the numbers {numbers}, create an equation that equals {target}. You can use basic arithmetic "
+    "operations (+, -, *, /) and each number can only be used once. Show your work in <think> </think> tags. And "
+    "return the final answer in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>.\n"
+    "Assistant: Let me solve this step by step.\n<think>"
+)
+CHARS_PER_TOKEN = 4  # about what Qwen2.5's tokenizer gives on this kind of text
+REMARKS = ["Not quite.", "Too big.", "Too small.", "Let me try another way.", "Hmm, close.", "That does not work."]
+
+
+def random_expression(rng: random.Random, numbers: list[int]) -> tuple[str, Fraction]:
+    nodes = [(str(n), Fraction(n)) for n in rng.sample(numbers, len(numbers))]
+    while len(nodes) > 1:
+        i = rng.randrange(len(nodes) - 1)
+        (a, av), (b, bv) = nodes[i], nodes[i + 1]
+        op = rng.choice("+-*/" if bv else "+-*")
+        value = {"+": av + bv, "-": av - bv, "*": av * bv, "/": av / bv if bv else None}[op]
+        nodes[i : i + 2] = [(f"({a} {op} {b})", value)]
+    return nodes[0][0][1:-1], nodes[0][1]
+
+
+def puzzle(rng: random.Random) -> tuple[list[int], int, str]:
+    while True:
+        numbers = [rng.randint(1, 99) for _ in range(rng.choice([3, 4]))]
+        text, value = random_expression(rng, numbers)
+        if value.denominator == 1 and 1 <= value < 1000:
+            return numbers, int(value), text
+
+
+def chain_of_thought(rng: random.Random, numbers: list[int], tokens: int) -> str:
+    steps = []
+    while sum(len(s) for s in steps) < tokens * CHARS_PER_TOKEN:
+        a, b = rng.sample(numbers, 2)
+        op = rng.choice("+-*")
+        value = a + b if op == "+" else a - b if op == "-" else a * b
+        steps.append(f"{a} {op} {b} = {value}. {rng.choice(REMARKS)} ")
+    return "".join(steps)
+
+
+def realistic_corpus(n: int, seed: int = 0) -> list[tuple[str, str, dict]]:
+    """(query, prompt, label) triples."""
+    rng = random.Random(seed)
+    corpus = []
+    for _ in range(n):
+        numbers, target, solution = puzzle(rng)
+        prompt = BASE_TEMPLATE.format(numbers=numbers, target=target)
+        thought = chain_of_thought(rng, numbers, rng.randint(300, 1000))
+        kind = rng.random()
+        if kind < 0.4:
+            ending = f"</think>\n<answer> {solution} </answer><|endoftext|>"
+        elif kind < 0.8:
+            ending = f"</think>\n<answer> {random_expression(rng, numbers)[0]} + 1 </answer><|endoftext|>"
+        else:
+            ending = "so the answer must be close to that.<|endoftext|>"
+        corpus.append((prompt + " " + thought + ending, prompt, {"task": "countdown", "target": target,
+                                                                  "numbers": numbers}))
+    return corpus
+
+
+def adversarial_corpus() -> dict[str, tuple[str, str, dict]]:
+    def countdown(answer_line: str, numbers: list[int], target: int = 60):
+        prompt = BASE_TEMPLATE.format(numbers=numbers, target=target)
+        return prompt + " hmm </think>\n" + answer_line, prompt, {"task": "countdown", "target": target,
+                                                                 "numbers": numbers}
+
+    def multiply(response: str):
+        prompt = "User: Give me the answer of the following equation: 12 * 34.\nAssistant: <think>"
+        return prompt + response, prompt, {"task": "multiply", "numbers": [12, 34], "product": 408}
+
+    mb = 1_000_000
+    return {
+        "power bomb 44**35**19": countdown("<answer>44**35**19</answer>", [44, 35, 19]),
+        "power bomb 9**9**9**9": countdown("<answer>9**9**9**9</answer>", [9, 9, 9, 9]),
+        "floor-division bomb": countdown("<answer>(99**99**99)//(99**99)</answer>", [99, 99, 99, 99, 99]),
+        "power bomb in parentheses": countdown("<answer>((44)**((35)**(19)))</answer>", [44, 35, 19]),
+        "1 MB answer of '1+'": countdown("<answer>" + "1+" * (mb // 2) + "1</answer>", [1, 1, 1]),
+        "1 MB answer of spaces": countdown("<answer>44 -" + " " * mb + "19 + 35</answer>", [44, 19, 35]),
+        "1 MB of one letter": countdown("a" * mb, [44, 19, 35]),
+        "1 MB last line of 'x<'": countdown("x<" * (mb // 2), [44, 19, 35]),
+        "1 MB of newlines": countdown("\n" * mb, [44, 19, 35]),
+        "10^5 nested parentheses": countdown("<answer>" + "(" * 10**5 + "44 - 19 + 35" + ")" * 10**5 + "</answer>",
+                                             [44, 19, 35]),
+        "10^5 unary minus": countdown("<answer>" + "-" * 10**5 + "44 - 19 + 35</answer>", [44, 19, 35]),
+        "Unicode digits": countdown("<answer>٤٤ - ١٩ + ٣٥</answer>", [44, 19, 35]),
+        "Unicode digits, 1 MB": countdown("<answer>" + "٤" * mb + "</answer>", [44, 19, 35]),
+        "5,000 answer tags on the last line": countdown("<answer>44 - 19 + 35</answer> " * 5000, [44, 19, 35]),
+        "5,000 unclosed answer tags": countdown("<answer>" * 5000 + "44 - 19 + 35</answer>", [44, 19, 35]),
+        "1 MB of answer tags": countdown("<answer>" * (mb // 8) + "</answer>", [44, 19, 35]),
+        "multiply: 5,000 answer lines": multiply("<answer>\n</answer>\n" * 2500 + "<answer>408</answer>"),
+        "multiply: 1 MB digit answer": multiply("<answer>" + "4" * mb + "</answer>"),
+        "multiply: 1 MB of tags, one per line": multiply("<answer>\n" * (mb // 9)),
+    }
+
+
+# The heaviest input anyone can write is bounded by the rollout length; this one is far beyond it and is
+# reported apart from the adversarial worst case.
+STRESS = {
+    "multiply: 110,000 tag lines in 1 MB": lambda: (
+        "Assistant: " + "<answer>\n</answer>\n" * 55_000, "Assistant: ",
+        {"task": "multiply", "numbers": [12, 34], "product": 408},
+    ),
+}
+
+
+def baseline(query: str, label: dict) -> float:
+    if label["task"] == "countdown":
+        return tinyzero_baseline.countdown(query, label["target"], label["numbers"])
+    return tinyzero_baseline.multiply(query, label["product"])
+
+
+def time_ours(item, repeats: int) -> tuple[float, float]:
+    """(first call, median of the next `repeats`). The first call on a multi-megabyte input also pays the
+    page faults of fresh buffers, until the allocator keeps such sizes around; both are reported."""
+    query, prompt, label = item
+    times = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        score_sample(query, prompt, label)
+        times.append(time.perf_counter() - t)
+    return times[0], statistics.median(times[1:])
+
+
+def _baseline_child(item, conn):
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a bomb must not take the machine down
+    t = time.perf_counter()
+    try:
+        baseline(item[0], item[2])
+        conn.send(("ok", time.perf_counter() - t))
+    except BaseException as e:  # MemoryError, RecursionError: the trainer would have died
+        conn.send((type(e).__name__, time.perf_counter() - t))
+
+
+def time_baseline_guarded(item, guard_seconds: float) -> str:
+    parent, child = multiprocessing.Pipe(duplex=False)
+    process = multiprocessing.get_context("fork").Process(target=_baseline_child, args=(item, child))
+    process.start()
+    if parent.poll(guard_seconds):
+        outcome, seconds = parent.recv()
+        process.join()
+        return f"{seconds * 1e6:12,.0f} us" + ("" if outcome == "ok" else f" ({outcome})")
+    process.kill()
+    process.join()
+    return f"  > {guard_seconds:.0f} s: killed (hangs)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--completions", type=int, default=3000, help="size of the realistic corpus")
+    parser.add_argument("--repeats", type=int, default=5, help="timings per adversarial input (median kept)")
+    parser.add_argument("--guard-seconds", type=float, default=3.0, help="time limit for the baseline's eval")
+    args = parser.parse_args()
+
+    corpus = realistic_corpus(args.completions)
+    mean_tokens = statistics.mean(len(q) - len(p) for q, p, _ in corpus) / CHARS_PER_TOKEN
+    for query, prompt, label in corpus:  # same verdicts, or the timing means nothing
+        assert score_sample(query, prompt, label).reward == baseline(query, label), query[-200:]
+    timings = {}
+    for name, scorer in (("ours", lambda q, p, lab: score_sample(q, p, lab)),
+                         ("eval baseline", lambda q, p, lab: baseline(q, lab))):
+        per = []
+        for query, prompt, label in corpus:
+            t = time.perf_counter()
+            scorer(query, prompt, label)
+            per.append(time.perf_counter() - t)
+        timings[name] = per
+    print(f"Realistic Countdown corpus: {len(corpus)} completions, mean {mean_tokens:.0f} tokens, "
+          f"{sum(score_sample(*c).correct for c in corpus)} correct")
+    for name, per in timings.items():
+        print(f"  {name:14s} mean {statistics.mean(per) * 1e6:7.1f} us   median {statistics.median(per) * 1e6:7.1f} us"
+              f"   worst {max(per) * 1e6:7.1f} us per completion")
+    ratio = statistics.mean(timings["ours"]) / statistics.mean(timings["eval baseline"])
+    print(f"  ratio ours / eval baseline (mean): {ratio:.2f}x")
+
+    print(f"\nAdversarial corpus (ours: first call, then median of {args.repeats}; baseline: one run in a child "
+          f"process, guarded at {args.guard_seconds:.0f} s and 2 GB)")
+    print(f"  {'input':38s} {'ours, first':>12s} {'ours':>12s}   {'eval baseline':>24s}")
+    corpus = adversarial_corpus()
+    ours = {name: time_ours(item, args.repeats) for name, item in corpus.items()}  # before any fork
+    for name, item in corpus.items():
+        first, warm = ours[name]
+        print(f"  {name:38s} {first * 1e6:9,.0f} us {warm * 1e6:9,.0f} us   "
+              f"{time_baseline_guarded(item, args.guard_seconds):>24s}")
+    worst, worst_first = max(w for _, w in ours.values()), max(f for f, _ in ours.values())
+    print(f"  worst case, ours: {worst * 1e6:,.0f} us ({worst_first * 1e6:,.0f} us on a first call)")
+    for name, make in STRESS.items():
+        first, ours = time_ours(make(), args.repeats)
+        print(f"\nStress, beyond any rollout: {name}: ours {ours * 1e6:,.0f} us ({first * 1e6:,.0f} us first call)")
+
+
+if __name__ == "__main__":
+    main()
