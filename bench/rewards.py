@@ -22,14 +22,6 @@ from fractions import Fraction
 from bench import tinyzero_baseline
 from reward_funcs import score_sample
 
-BASE_TEMPLATE = (
-    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
-    "assistant first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
-    "User: Using the numbers {numbers}, create an equation that equals {target}. You can use basic arithmetic "
-    "operations (+, -, *, /) and each number can only be used once. Show your work in <think> </think> tags. And "
-    "return the final answer in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>.\n"
-    "Assistant: Let me solve this step by step.\n<think>"
-)
 CHARS_PER_TOKEN = 4  # about what Qwen2.5's tokenizer gives on this kind of text
 REMARKS = ["Not quite.", "Too big.", "Too small.", "Let me try another way.", "Hmm, close.", "That does not work."]
 
@@ -69,7 +61,7 @@ def realistic_corpus(n: int, seed: int = 0) -> list[tuple[str, str, dict]]:
     corpus = []
     for _ in range(n):
         numbers, target, solution = puzzle(rng)
-        prompt = BASE_TEMPLATE.format(numbers=numbers, target=target)
+        prompt = tinyzero_baseline.countdown_prompt(numbers, target)
         thought = chain_of_thought(rng, numbers, rng.randint(300, 1000))
         kind = rng.random()
         if kind < 0.4:
@@ -78,16 +70,20 @@ def realistic_corpus(n: int, seed: int = 0) -> list[tuple[str, str, dict]]:
             ending = f"</think>\n<answer> {random_expression(rng, numbers)[0]} + 1 </answer><|endoftext|>"
         else:
             ending = "so the answer must be close to that.<|endoftext|>"
-        corpus.append((prompt + " " + thought + ending, prompt, {"task": "countdown", "target": target,
-                                                                  "numbers": numbers}))
+        corpus.append(
+            (prompt + " " + thought + ending, prompt, {"task": "countdown", "target": target, "numbers": numbers})
+        )
     return corpus
 
 
 def adversarial_corpus() -> dict[str, tuple[str, str, dict]]:
     def countdown(answer_line: str, numbers: list[int], target: int = 60):
-        prompt = BASE_TEMPLATE.format(numbers=numbers, target=target)
-        return prompt + " hmm </think>\n" + answer_line, prompt, {"task": "countdown", "target": target,
-                                                                 "numbers": numbers}
+        prompt = tinyzero_baseline.countdown_prompt(numbers, target)
+        return (
+            prompt + " hmm </think>\n" + answer_line,
+            prompt,
+            {"task": "countdown", "target": target, "numbers": numbers},
+        )
 
     def multiply(response: str):
         prompt = "User: Give me the answer of the following equation: 12 * 34.\nAssistant: <think>"
@@ -104,8 +100,9 @@ def adversarial_corpus() -> dict[str, tuple[str, str, dict]]:
         "1 MB of one letter": countdown("a" * mb, [44, 19, 35]),
         "1 MB last line of 'x<'": countdown("x<" * (mb // 2), [44, 19, 35]),
         "1 MB of newlines": countdown("\n" * mb, [44, 19, 35]),
-        "10^5 nested parentheses": countdown("<answer>" + "(" * 10**5 + "44 - 19 + 35" + ")" * 10**5 + "</answer>",
-                                             [44, 19, 35]),
+        "10^5 nested parentheses": countdown(
+            "<answer>" + "(" * 10**5 + "44 - 19 + 35" + ")" * 10**5 + "</answer>", [44, 19, 35]
+        ),
         "10^5 unary minus": countdown("<answer>" + "-" * 10**5 + "44 - 19 + 35</answer>", [44, 19, 35]),
         "Unicode digits": countdown("<answer>٤٤ - ١٩ + ٣٥</answer>", [44, 19, 35]),
         "Unicode digits, 1 MB": countdown("<answer>" + "٤" * mb + "</answer>", [44, 19, 35]),
@@ -122,7 +119,8 @@ def adversarial_corpus() -> dict[str, tuple[str, str, dict]]:
 # reported apart from the adversarial worst case.
 STRESS = {
     "multiply: 110,000 tag lines in 1 MB": lambda: (
-        "Assistant: " + "<answer>\n</answer>\n" * 55_000, "Assistant: ",
+        "Assistant: " + "<answer>\n</answer>\n" * 55_000,
+        "Assistant: ",
         {"task": "multiply", "numbers": [12, 34], "product": 408},
     ),
 }
@@ -181,31 +179,41 @@ def main() -> None:
     for query, prompt, label in corpus:  # same verdicts, or the timing means nothing
         assert score_sample(query, prompt, label).reward == baseline(query, label), query[-200:]
     timings = {}
-    for name, scorer in (("ours", lambda q, p, lab: score_sample(q, p, lab)),
-                         ("eval baseline", lambda q, p, lab: baseline(q, lab))):
+    for name, scorer in (
+        ("ours", lambda q, p, lab: score_sample(q, p, lab)),
+        ("eval baseline", lambda q, p, lab: baseline(q, lab)),
+    ):
         per = []
         for query, prompt, label in corpus:
             t = time.perf_counter()
             scorer(query, prompt, label)
             per.append(time.perf_counter() - t)
         timings[name] = per
-    print(f"Realistic Countdown corpus: {len(corpus)} completions, mean {mean_tokens:.0f} tokens, "
-          f"{sum(score_sample(*c).correct for c in corpus)} correct")
+    print(
+        f"Realistic Countdown corpus: {len(corpus)} completions, mean {mean_tokens:.0f} tokens, "
+        f"{sum(score_sample(*c).correct for c in corpus)} correct"
+    )
     for name, per in timings.items():
-        print(f"  {name:14s} mean {statistics.mean(per) * 1e6:7.1f} us   median {statistics.median(per) * 1e6:7.1f} us"
-              f"   worst {max(per) * 1e6:7.1f} us per completion")
+        print(
+            f"  {name:14s} mean {statistics.mean(per) * 1e6:7.1f} us   median {statistics.median(per) * 1e6:7.1f} us"
+            f"   worst {max(per) * 1e6:7.1f} us per completion"
+        )
     ratio = statistics.mean(timings["ours"]) / statistics.mean(timings["eval baseline"])
     print(f"  ratio ours / eval baseline (mean): {ratio:.2f}x")
 
-    print(f"\nAdversarial corpus (ours: first call, then median of {args.repeats}; baseline: one run in a child "
-          f"process, guarded at {args.guard_seconds:.0f} s and 2 GB)")
+    print(
+        f"\nAdversarial corpus (ours: first call, then median of {args.repeats}; baseline: one run in a child "
+        f"process, guarded at {args.guard_seconds:.0f} s and 2 GB)"
+    )
     print(f"  {'input':38s} {'ours, first':>12s} {'ours':>12s}   {'eval baseline':>24s}")
     corpus = adversarial_corpus()
     ours = {name: time_ours(item, args.repeats) for name, item in corpus.items()}  # before any fork
     for name, item in corpus.items():
         first, warm = ours[name]
-        print(f"  {name:38s} {first * 1e6:9,.0f} us {warm * 1e6:9,.0f} us   "
-              f"{time_baseline_guarded(item, args.guard_seconds):>24s}")
+        print(
+            f"  {name:38s} {first * 1e6:9,.0f} us {warm * 1e6:9,.0f} us   "
+            f"{time_baseline_guarded(item, args.guard_seconds):>24s}"
+        )
     worst, worst_first = max(w for _, w in ours.values()), max(f for f, _ in ours.values())
     print(f"  worst case, ours: {worst * 1e6:,.0f} us ({worst_first * 1e6:,.0f} us on a first call)")
     for name, make in STRESS.items():

@@ -41,7 +41,7 @@ def parse_label(label: str | Mapping) -> Mapping:
         raise LabelError(f"the label must be a JSON object, got {type(label).__name__}: write a dict with json.dumps")
     task = label.get("task")
     if task not in TASKS:
-        raise LabelError(f"the label's \"task\" is {task!r}; it must be one of {sorted(TASKS)}: set it in the dataset")
+        raise LabelError(f'the label\'s "task" is {task!r}; it must be one of {sorted(TASKS)}: set it in the dataset')
     return label
 
 

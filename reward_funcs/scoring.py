@@ -34,7 +34,7 @@ class Score(NamedTuple):
 
 
 class LabelError(ValueError):
-    """A label that cannot be scored. Always our bug (the dataset), never the model's: the message says how to fix it."""
+    """A label that cannot be scored: the dataset's fault, never the model's. The message says how to fix it."""
 
 
 def label_int(label: Mapping, key: str, help: str) -> int:

@@ -1,7 +1,6 @@
 """Countdown reward: TinyZero's rules, each written out next to the case that checks it."""
 
 import pytest
-from tinyzero_prompts import countdown_prompt
 
 from bench import tinyzero_baseline
 from reward_funcs import LabelError, countdown, score_sample
@@ -196,7 +195,7 @@ RESPONSES = [
 @pytest.mark.parametrize("template", ["base", "qwen-instruct"])
 @pytest.mark.parametrize("response", RESPONSES)
 def test_prompt_prefix_and_marker_fallback_both_give_tinyzeros_score(template, response):
-    prompt = countdown_prompt(NUMBERS, TARGET, template)
+    prompt = tinyzero_baseline.countdown_prompt(NUMBERS, TARGET, template)
     query = prompt + response
     expected = tinyzero_baseline.countdown(query, TARGET, NUMBERS)
     assert score_sample(query, prompt, LABEL).reward == expected  # prefix mode
@@ -212,7 +211,7 @@ def test_query_without_any_marker_scores_zero():
 def test_model_written_assistant_marker_is_not_a_cut_point():
     # Documented difference: with the qwen-instruct prompt (no "Assistant:" in it), TinyZero cuts at the first
     # "Assistant:" anywhere, including one the model wrote on its last line, and then finds no answer.
-    prompt = countdown_prompt(NUMBERS, TARGET, "qwen-instruct")
+    prompt = tinyzero_baseline.countdown_prompt(NUMBERS, TARGET, "qwen-instruct")
     query = prompt + " </think>\n<answer>44 - 19 + 35</answer> Assistant: done"
     assert tinyzero_baseline.countdown(query, TARGET, NUMBERS) == 0.0
     assert score_sample(query, prompt, LABEL).reward == 1.0

@@ -67,15 +67,19 @@ def test_openrlhf_ships_a_tests_package_and_ours_is_not_one():
 
 
 def test_ci_runs_make_test_and_nothing_else():
-    commands = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    commands = [
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert commands[-1].strip() == "make test"
     assert all(c.startswith(("set ", "cd ")) for c in commands[:-1]), commands
 
 
 @pytest.mark.skipif(Path(sys.prefix).resolve() != (REPO / ".venv").resolve(), reason="runs inside `make test`'s .venv")
 def test_make_test_does_not_reinstall():
-    dry_run = subprocess.run(["make", "-n", "venv"], cwd=REPO, capture_output=True, text=True,
-                             env={**os.environ, "MAKEFLAGS": ""})
+    dry_run = subprocess.run(
+        ["make", "-n", "venv"], cwd=REPO, capture_output=True, text=True, env={**os.environ, "MAKEFLAGS": ""}
+    )
     assert dry_run.returncode == 0, dry_run.stderr
     assert "pip" not in dry_run.stdout, dry_run.stdout

@@ -1,7 +1,6 @@
 """Multiplication reward: TinyZero's rules (last <answer> anywhere, int() reading, 0 / 0.1 / 1.0)."""
 
 import pytest
-from tinyzero_prompts import multiply_prompt
 
 from bench import tinyzero_baseline
 from reward_funcs import LabelError, multiply, score_sample
@@ -100,7 +99,7 @@ RESPONSES = [
 
 @pytest.mark.parametrize("response", RESPONSES)
 def test_prompt_prefix_and_marker_fallback_both_give_tinyzeros_score(response):
-    prompt = multiply_prompt(12, 34)
+    prompt = tinyzero_baseline.multiply_prompt(12, 34)
     query = prompt + response
     expected = tinyzero_baseline.multiply(query, 408)
     assert score_sample(query, prompt, LABEL).reward == expected

@@ -16,28 +16,65 @@ import pytest
 import torch
 from openrlhf.utils.agent import SingleTurnAgentExecutor
 from testkit import REPO, REWARD_FILE, countdown_label, multiply_label
-from tinyzero_prompts import countdown_prompt, multiply_prompt
 
-CD_PROMPT = countdown_prompt([44, 19, 35], 60)
+from bench import tinyzero_baseline
+
+CD_PROMPT = tinyzero_baseline.countdown_prompt([44, 19, 35], 60)
 CD_LABEL = countdown_label([44, 19, 35], 60)
-MUL_PROMPT = multiply_prompt(12, 34)
+MUL_PROMPT = tinyzero_baseline.multiply_prompt(12, 34)
 MUL_LABEL = multiply_label(12, 34)
 LONG_THOUGHT = " 44 + 19 = 63, too big. 63 - 35 = 28, no. " * 20
 
 # (prompt, label, completion, max_tokens, reward, accuracy, format)
 CASES = {
-    "countdown-correct": (CD_PROMPT, CD_LABEL, " 44-19=25 </think>\n<answer>(44 - 19) + 35</answer><|endoftext|>",
-                          1024, 1.0, 1.0, 1.0),
-    "countdown-wrong": (CD_PROMPT, CD_LABEL, " </think>\n<answer>44 + 19 - 35</answer><|endoftext|>", 1024, 0.1, 0.0, 1.0),
+    "countdown-correct": (
+        CD_PROMPT,
+        CD_LABEL,
+        " 44-19=25 </think>\n<answer>(44 - 19) + 35</answer><|endoftext|>",
+        1024,
+        1.0,
+        1.0,
+        1.0,
+    ),
+    "countdown-wrong": (
+        CD_PROMPT,
+        CD_LABEL,
+        " </think>\n<answer>44 + 19 - 35</answer><|endoftext|>",
+        1024,
+        0.1,
+        0.0,
+        1.0,
+    ),
     "countdown-unformatted": (CD_PROMPT, CD_LABEL, " so (44 - 19) + 35 = 60.<|endoftext|>", 1024, 0.0, 0.0, 0.0),
-    "countdown-truncated": (CD_PROMPT, CD_LABEL, LONG_THOUGHT + "</think>\n<answer>(44 - 19) + 35</answer>",
-                            64, 0.0, 0.0, 0.0),
-    "multiply-correct": (MUL_PROMPT, MUL_LABEL, " 12*34=408 </think> <answer>408</answer>\n<|endoftext|>",
-                         1024, 1.0, 1.0, 1.0),
+    "countdown-truncated": (
+        CD_PROMPT,
+        CD_LABEL,
+        LONG_THOUGHT + "</think>\n<answer>(44 - 19) + 35</answer>",
+        64,
+        0.0,
+        0.0,
+        0.0,
+    ),
+    "multiply-correct": (
+        MUL_PROMPT,
+        MUL_LABEL,
+        " 12*34=408 </think> <answer>408</answer>\n<|endoftext|>",
+        1024,
+        1.0,
+        1.0,
+        1.0,
+    ),
     "multiply-wrong": (MUL_PROMPT, MUL_LABEL, " </think> <answer>418</answer><|endoftext|>", 1024, 0.1, 0.0, 1.0),
     "multiply-unformatted": (MUL_PROMPT, MUL_LABEL, " it is 408<|endoftext|>", 1024, 0.0, 0.0, 0.0),
-    "multiply-truncated": (MUL_PROMPT, MUL_LABEL, " 12*34 is " + "4" * 100 + " <answer>408</answer>",
-                           40, 0.0, 0.0, 0.0),
+    "multiply-truncated": (
+        MUL_PROMPT,
+        MUL_LABEL,
+        " 12*34 is " + "4" * 100 + " <answer>408</answer>",
+        40,
+        0.0,
+        0.0,
+        0.0,
+    ),
 }
 
 
@@ -108,8 +145,9 @@ def test_many_threads_score_like_one(executor):
     queries = [(p + c, p, label) for p, label, c, *_ in cases]
     sequential = [executor.reward_func([q], [p], [label])["rewards"].item() for q, p, label in queries]
     with ThreadPoolExecutor(max_workers=32) as pool:
-        threaded = list(pool.map(lambda qpl: executor.reward_func([qpl[0]], [qpl[1]], [qpl[2]])["rewards"].item(),
-                                 queries))
+        threaded = list(
+            pool.map(lambda qpl: executor.reward_func([qpl[0]], [qpl[1]], [qpl[2]])["rewards"].item(), queries)
+        )
     assert threaded == sequential
     assert sorted(set(sequential)) == pytest.approx([0.0, 0.1, 1.0])
 
@@ -155,8 +193,9 @@ LOAD_AND_SCORE = textwrap.dedent(
 
 def load_in_subprocess(path, cwd):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-c", LOAD_AND_SCORE, str(path)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", LOAD_AND_SCORE, str(path)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_loads_by_absolute_path_from_another_directory(tmp_path):

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 from testkit import REPO, countdown_label
-from tinyzero_prompts import countdown_prompt
+
+from bench import tinyzero_baseline
 
 ray = pytest.importorskip("ray")
 
@@ -17,8 +18,13 @@ def local_ray():
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not a package the worker imports
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
-             runtime_env={"working_dir": str(REPO), "excludes": EXCLUDES})
+    ray.init(
+        address="local",
+        num_cpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"working_dir": str(REPO), "excludes": EXCLUDES},
+    )
     yield ray
     ray.shutdown()
 
@@ -42,12 +48,19 @@ def score_in_worker(prompt, label, completion):
 
 @pytest.mark.ray
 def test_repo_relative_reward_path_works_in_a_ray_worker(local_ray):
-    prompt, label = countdown_prompt([44, 19, 35], 60), countdown_label([44, 19, 35], 60)
+    prompt, label = tinyzero_baseline.countdown_prompt([44, 19, 35], 60), countdown_label([44, 19, 35], 60)
     remote = local_ray.remote(score_in_worker)
-    results = local_ray.get([remote.remote(prompt, label, c) for c in (
-        " 44-19=25 </think>\n<answer>(44 - 19) + 35</answer><|endoftext|>",
-        " </think>\n<answer>44 + 19 - 35</answer>",
-        " no answer")], timeout=300)
+    results = local_ray.get(
+        [
+            remote.remote(prompt, label, c)
+            for c in (
+                " 44-19=25 </think>\n<answer>(44 - 19) + 35</answer><|endoftext|>",
+                " </think>\n<answer>44 + 19 - 35</answer>",
+                " no answer",
+            )
+        ],
+        timeout=300,
+    )
     assert [(r[2], r[3]) for r in results] == [(1.0, 1.0), (pytest.approx(0.1), 1.0), (0.0, 0.0)]
     cwd, package = results[0][0], results[0][1]
     assert cwd != str(REPO)  # the worker runs in Ray's unpacked copy of the repository...

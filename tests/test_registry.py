@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 from testkit import REPO
-from tinyzero_prompts import countdown_prompt, multiply_prompt
 
+from bench import tinyzero_baseline
 from reward_funcs import TASKS, LabelError, parse_label, score_sample
 
 
@@ -40,7 +40,10 @@ def test_bad_labels_name_the_fix(label, complaint):
 
 
 def test_one_entry_scores_a_mixed_dataset():
-    cd_prompt, mul_prompt = countdown_prompt([44, 19, 35], 60), multiply_prompt(12, 34)
+    cd_prompt, mul_prompt = (
+        tinyzero_baseline.countdown_prompt([44, 19, 35], 60),
+        tinyzero_baseline.multiply_prompt(12, 34),
+    )
     cd_label = '{"task": "countdown", "target": 60, "numbers": [44, 19, 35]}'
     mul_label = '{"task": "multiply", "numbers": [12, 34], "product": 408}'
     assert score_sample(cd_prompt + "</think>\n<answer>44-19+35</answer>", cd_prompt, cd_label).reward == 1.0

@@ -68,8 +68,30 @@ def test_missing_the_target_scores_format_credit(expr, delta):
 TAGGY_TEXT = st.lists(
     st.one_of(
         st.text(max_size=20),
-        st.sampled_from(["<answer>", "</answer>", "\n", "Assistant:", "<|im_start|>assistant", "**", "//", "(", ")",
-                         "44", "19", "35", "408", "-", "/", "0", ".", "\r", "\u00a0", "٣"]),
+        st.sampled_from(
+            [
+                "<answer>",
+                "</answer>",
+                "\n",
+                "Assistant:",
+                "<|im_start|>assistant",
+                "**",
+                "//",
+                "(",
+                ")",
+                "44",
+                "19",
+                "35",
+                "408",
+                "-",
+                "/",
+                "0",
+                ".",
+                "\r",
+                "\u00a0",
+                "٣",
+            ]
+        ),
     ),
     max_size=40,
 ).map("".join)
@@ -78,8 +100,10 @@ TAGGY_TEXT = st.lists(
 @settings(max_examples=600, deadline=None)
 @given(text=TAGGY_TEXT, prompt=st.one_of(st.none(), st.text(max_size=10)))
 def test_arbitrary_text_never_raises(text, prompt):
-    for label in ({"task": "countdown", "target": 60, "numbers": [44, 19, 35]},
-                  {"task": "multiply", "numbers": [12, 34], "product": 408}):
+    for label in (
+        {"task": "countdown", "target": 60, "numbers": [44, 19, 35]},
+        {"task": "multiply", "numbers": [12, 34], "product": 408},
+    ):
         assert score_sample(text, prompt, label).reward in REWARDS
         assert score_sample((prompt or "") + text, prompt, json.dumps(label)).reward in REWARDS
 
@@ -94,17 +118,46 @@ def test_huge_text_never_raises(unit, copies):
 
 # Differential: on answers TinyZero's eval can safely run (no `**`, no `//`, no decimal point, shallow), both
 # implementations agree on every completion.
-ANSWER_PARTS = st.sampled_from(["44", "19", "35", "0", "7", "2", "+", "-", "*", "/", "(", ")", " ", "\t", "00",
-                                "07", "60", "\r", "\u00a0", "=", "x", "٤"])
-SAFE_ANSWERS = st.lists(ANSWER_PARTS, max_size=14).map("".join).filter(
-    lambda a: "**" not in a and "//" not in a and a.count("(") < 50
+ANSWER_PARTS = st.sampled_from(
+    [
+        "44",
+        "19",
+        "35",
+        "0",
+        "7",
+        "2",
+        "+",
+        "-",
+        "*",
+        "/",
+        "(",
+        ")",
+        " ",
+        "\t",
+        "00",
+        "07",
+        "60",
+        "\r",
+        "\u00a0",
+        "=",
+        "x",
+        "٤",
+    ]
+)
+SAFE_ANSWERS = (
+    st.lists(ANSWER_PARTS, max_size=14)
+    .map("".join)
+    .filter(lambda a: "**" not in a and "//" not in a and a.count("(") < 50)
 )
 
 
 @settings(max_examples=2000, deadline=None)
-@given(answer=SAFE_ANSWERS, tail=st.sampled_from(["", "<|endoftext|>", "\n", " done"]),
-       numbers=st.sampled_from([[44, 19, 35], [7, 2, 0], [44, 19, 35, 0], [60]]),
-       target=st.sampled_from([60, 3, 0, 14, 25]))
+@given(
+    answer=SAFE_ANSWERS,
+    tail=st.sampled_from(["", "<|endoftext|>", "\n", " done"]),
+    numbers=st.sampled_from([[44, 19, 35], [7, 2, 0], [44, 19, 35, 0], [60]]),
+    target=st.sampled_from([60, 3, 0, 14, 25]),
+)
 def test_countdown_agrees_with_tinyzero(answer, tail, numbers, target):
     query = "Assistant: Let me solve this step by step.\n<think> hmm </think>\n<answer>" + answer + "</answer>" + tail
     label = {"task": "countdown", "target": target, "numbers": numbers}
