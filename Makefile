@@ -1,4 +1,5 @@
 # make test   creates .venv (CPU only), installs what the tests need once, runs the test suite.
+# make bench  prints the reward benchmark's figures.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,10 +14,13 @@ PIP := $(PY) -m pip
 INSTALL_HASH := $(shell cat requirements-test.txt | sha256sum | cut -c1-12)-$(TORCH_VERSION)-$(OPENRLHF_VERSION)
 STAMP := $(VENV)/.installed-$(INSTALL_HASH)
 
-.PHONY: test venv clean-venv
+.PHONY: test bench venv clean-venv
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench.rewards
 
 venv: $(STAMP)
 

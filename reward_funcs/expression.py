@@ -1,8 +1,9 @@
 """Exact evaluation of Countdown answers: a whitelist parser over integers, + - * /, parentheses, unary signs.
 
 Never `eval`. The grammar is the subset of Python expressions that TinyZero's character check lets through,
-minus the deliberate differences below, so that a well-formed answer gets the value Python gives it, computed
-exactly with `fractions.Fraction`. Anything else raises `ExpressionError` with a short reason.
+minus the deliberate differences below, so that a well-formed answer gets the value Python gives it, but
+exactly: rational arithmetic on integer numerator/denominator pairs. Anything else raises `ExpressionError`
+with a short reason.
 
 Same as Python: space, tab and form feed separate tokens; a carriage return only inside parentheses; literals
 with a leading zero (`07`) are a syntax error, `0` and `00` are not; parentheses nest at most 200 deep.
