@@ -1,0 +1,442 @@
+"""Countdown prompt datasets: puzzles solvable by construction, deduplicated, in files OpenRLHF loads as they are.
+
+TinyZero's data, generated (327,680 train + 1,024 test; 3 or 4 numbers in 1..99, targets 10..99):
+    python -m data_tools.countdown --out data/countdown
+TinyZero's own rows, split as TinyZero split them (first 327,680 rows, next 1,024; needs the hub):
+    python -m data_tools.countdown --out data/countdown-tinyzero --source hf:Jiayi-Pan/Countdown-Tasks-3to4 --split tinyzero
+The same from a local copy (parquet or jsonl with `target` and `nums` columns), deduplicated:
+    python -m data_tools.countdown --out data/countdown-hf --source countdown.parquet
+
+Generation follows Stream-of-Search, the closest public match to TinyZero's data: draw how many numbers and
+a target, then draw numbers until an exhaustive search finds a way to reach the target using all of them
+(intermediate values non-negative integers; `--rational` allows any rational intermediate, as the reward
+does). Every row carries a reference solution, checked with the reward's own parser, and `solutions`, how
+many of the search's combinations reach the target (a difficulty rating: fewer is harder).
+
+Splits never share a puzzle, with numbers compared in any order, and hold no duplicates: train is the first
+--train-size distinct puzzles drawn, test the next --test-size. The same arguments and seed give
+byte-identical files whatever --workers is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from data_tools import solver
+from data_tools.output import FORMATS, Parser, UsageError, check_out, parse_range, run, write_dataset
+from data_tools.templates import COUNTDOWN, describe
+from reward_funcs.expression import ExpressionError, value
+
+TINYZERO_TRAIN, TINYZERO_TEST = 327_680, 1_024
+CHUNK = 4096  # puzzles per unit of work; results never depend on how chunks are spread over workers
+MAX_ROUNDS = 10_000  # draws of numbers for one target before giving up on it
+
+
+@dataclass(frozen=True)
+class Config:
+    counts: tuple[int, ...] = (3, 4)
+    numbers: tuple[int, int] = (1, 99)
+    targets: tuple[int, int] = (10, 99)
+    rational: bool = False
+    min_solutions: int = 1
+    max_solutions: int | None = None
+    seed: int = 0
+
+    @property
+    def banded(self) -> bool:
+        return self.min_solutions > 1 or self.max_solutions is not None
+
+
+@dataclass(frozen=True)
+class Puzzle:
+    numbers: tuple[int, ...]
+    target: int
+    solution: str | None
+    solutions: int
+
+    @property
+    def key(self) -> tuple:
+        """Order-insensitive identity: the same numbers in any order with the same target are one puzzle."""
+        return tuple(sorted(self.numbers)), self.target
+
+
+# ---- generation -------------------------------------------------------------------------------------------
+
+_config: Config | None = None
+_table: solver.TripleTable | None = None
+
+
+def _setup(config: Config) -> None:
+    global _config, _table
+    _config = config
+    use_table = not config.rational and not config.banded and set(config.counts) & {3, 4}
+    _table = solver.TripleTable(*config.numbers) if use_table and solver.TripleTable.fits(*config.numbers) else None
+
+
+def _accept(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    k = candidates.shape[1]
+    if _table is not None and k in (3, 4):
+        return _table.solvable(candidates, targets)
+    counts, _ = solver.search(candidates, targets, _config.rational)
+    high = _config.max_solutions if _config.max_solutions is not None else counts.max(initial=0)
+    return (counts >= _config.min_solutions) & (counts <= high)
+
+
+def generate_chunk(index: int) -> list[Puzzle]:
+    """CHUNK puzzles from the random stream `(seed, index)`: the same whatever process runs it."""
+    config = _config
+    rng = np.random.default_rng([config.seed, index])
+    ks = rng.choice(np.array(config.counts), size=CHUNK)
+    targets = rng.integers(config.targets[0], config.targets[1] + 1, size=CHUNK)
+    puzzles: list[Puzzle | None] = [None] * CHUNK
+    for k in config.counts:
+        rows = np.flatnonzero(ks == k)
+        chosen = np.empty((len(rows), k), dtype=np.int64)
+        pending = np.arange(len(rows))
+        for _ in range(MAX_ROUNDS):
+            if not len(pending):
+                break
+            candidates = rng.integers(config.numbers[0], config.numbers[1] + 1, size=(len(pending), k))
+            ok = _accept(candidates, targets[rows[pending]])
+            chosen[pending[ok]] = candidates[ok]
+            pending = pending[~ok]
+        else:
+            stuck = sorted(set(targets[rows[pending]].tolist()))[:5]
+            raise UsageError(
+                f"no {k} numbers in {config.numbers[0]}:{config.numbers[1]} reach target(s) {stuck} after "
+                f"{MAX_ROUNDS:,} draws: widen --number-range, narrow --target-range or relax the difficulty band"
+            )
+        counts, firsts = solver.search(chosen, targets[rows], config.rational)
+        for row, numbers, target, count, first in zip(
+            rows, chosen.tolist(), targets[rows].tolist(), counts, firsts, strict=True
+        ):
+            solution = solver.expression(numbers, int(first), config.rational)
+            puzzles[row] = Puzzle(tuple(numbers), target, solution, int(count))
+    for p in puzzles:
+        _verify(p)
+    return puzzles
+
+
+def _verify(p: Puzzle) -> None:
+    """Our bug if a reference solution does not score: check it with the reward's own parser."""
+    try:
+        numerator, denominator = value(p.solution, p.numbers)
+    except ExpressionError as e:
+        raise AssertionError(f"reference solution {p.solution!r} for {p} fails the reward: {e.reason}") from None
+    if numerator != p.target * denominator:
+        raise AssertionError(f"reference solution {p.solution!r} does not reach {p.target}")
+
+
+def puzzle_space(config: Config) -> int:
+    """How many distinct puzzles exist at most (multisets of numbers times targets; not all are solvable)."""
+    width = config.numbers[1] - config.numbers[0] + 1
+    return sum(math.comb(width + k - 1, k) for k in config.counts) * (config.targets[1] - config.targets[0] + 1)
+
+
+def generate(config: Config, wanted: int, workers: int, progress: bool = True) -> list[Puzzle]:
+    """The first `wanted` distinct puzzles of the stream of chunks 0, 1, 2, ..."""
+    unique: dict[tuple, Puzzle] = {}
+    bar = tqdm(total=wanted, desc="countdown puzzles", unit="puzzle", disable=not progress)
+    wave = max(1, workers) * 2
+    draws = 0
+    _setup(config)  # before forking: workers inherit the configuration and the lookup table
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        next_chunk = 0
+        while len(unique) < wanted:
+            indices = range(next_chunk, next_chunk + wave)
+            next_chunk += wave
+            chunks = pool.imap(generate_chunk, indices) if pool else map(generate_chunk, indices)
+            for chunk in chunks:
+                draws += len(chunk)
+                before = len(unique)
+                for puzzle in chunk:
+                    if len(unique) < wanted:
+                        unique.setdefault(puzzle.key, puzzle)
+                bar.update(len(unique) - before)
+            if draws > 20 * wanted + 10 * CHUNK:
+                raise UsageError(
+                    f"only {len(unique):,} distinct puzzles after {draws:,} draws: lower --train-size/--test-size "
+                    "or widen the ranges"
+                )
+    finally:
+        bar.close()
+        if pool:
+            pool.terminate()
+    return list(unique.values())
+
+
+# ---- import -------------------------------------------------------------------------------------------------
+
+
+def read_source(source: str) -> list[tuple[tuple[int, ...], int]]:
+    """(numbers, target) rows, in order, from a local parquet/jsonl file or `hf:NAME` (the hub's train split)."""
+    if source.startswith("hf:"):
+        import datasets
+
+        table = datasets.load_dataset(source[3:], split="train").data.table
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"--source {source}: no such file")
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        elif path.suffix in (".jsonl", ".json"):
+            import pyarrow.json as pj
+
+            table = pj.read_json(path)
+        else:
+            raise UsageError(f"--source {source}: expected a .parquet or .jsonl file, or hf:NAME")
+    columns = set(table.column_names)
+    numbers_column = "nums" if "nums" in columns else "numbers" if "numbers" in columns else None
+    if "target" not in columns or numbers_column is None:
+        raise UsageError(
+            f"--source {source} has columns {sorted(columns)}; it needs 'target' and 'nums' "
+            "(the Countdown-Tasks-3to4 layout)"
+        )
+    rows = list(
+        zip(
+            (tuple(n) for n in table.column(numbers_column).to_pylist()),
+            table.column("target").to_pylist(),
+            strict=True,
+        )
+    )
+    for numbers, target in rows:
+        if not isinstance(target, int) or not numbers or not all(isinstance(n, int) for n in numbers):
+            raise UsageError(f"--source {source}: row {numbers}, {target} is not integers; fix the file")
+    return rows
+
+
+def solve_rows(rows: list[tuple[tuple[int, ...], int]], progress: bool = True) -> list[Puzzle]:
+    """Reference solutions for imported rows: integer arithmetic first, then rational; None if neither."""
+    puzzles: list[Puzzle | None] = [None] * len(rows)
+    by_k: dict[int, list[int]] = {}
+    for i, (numbers, _) in enumerate(rows):
+        by_k.setdefault(len(numbers), []).append(i)
+    bar = tqdm(total=len(rows), desc="solving", unit="puzzle", disable=not progress)
+    for k, indices in sorted(by_k.items()):
+        for start in range(0, len(indices), CHUNK):
+            part = indices[start : start + CHUNK]
+            numbers = np.array([rows[i][0] for i in part])
+            targets = np.array([rows[i][1] for i in part])
+            found = [None] * len(part)
+            for rational in (False, True):
+                if rational or numbers.min(initial=0) >= 0:
+                    counts, firsts = solver.search(numbers, targets, rational)
+                    for j, (c, f) in enumerate(zip(counts, firsts, strict=True)):
+                        if found[j] is None and c:
+                            found[j] = (solver.expression(rows[part[j]][0], int(f), rational), int(c))
+            for j, i in enumerate(part):
+                solution, count = found[j] or (None, 0)
+                puzzles[i] = Puzzle(rows[i][0], rows[i][1], solution, count)
+            bar.update(len(part))
+    bar.close()
+    return puzzles
+
+
+def split_puzzles(puzzles: list[Puzzle], train: int, test: int, rule: str) -> tuple[list[Puzzle], list[Puzzle]]:
+    """`tinyzero`: rows [0, train) and [train, train + test) as they come. `dedup`: the same over distinct
+    puzzles, so that no puzzle is in both splits or twice in one."""
+    if rule == "dedup":
+        puzzles = list({p.key: p for p in reversed(puzzles)}.values())[::-1]  # first occurrence, in order
+    if len(puzzles) < train + test:
+        kind = "distinct puzzles" if rule == "dedup" else "rows"
+        raise UsageError(f"the source has {len(puzzles):,} {kind}; --train-size + --test-size is {train + test:,}")
+    return puzzles[:train], puzzles[train : train + test]
+
+
+def overlap(train: list[Puzzle], test: list[Puzzle]) -> int:
+    seen = {p.key for p in train}
+    return sum(p.key in seen for p in test)
+
+
+# ---- rows and files -----------------------------------------------------------------------------------------
+
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+def schema(chat: bool) -> pa.Schema:
+    return pa.schema(
+        [
+            ("prompt", MESSAGES if chat else pa.string()),
+            ("label", pa.string()),
+            ("datasource", pa.string()),
+            ("target", pa.int64()),
+            ("numbers", pa.list_(pa.int64())),
+            ("solution", pa.string()),
+            ("solutions", pa.int64()),
+        ]
+    )
+
+
+def row(p: Puzzle, template) -> dict:
+    numbers = list(p.numbers)
+    label = {"task": "countdown", "target": p.target, "numbers": numbers, "solution": p.solution}
+    return {
+        "prompt": template.render(numbers=numbers, target=p.target),
+        "label": json.dumps(label),
+        "datasource": "countdown",
+        "target": p.target,
+        "numbers": numbers,
+        "solution": p.solution,
+        "solutions": p.solutions,
+    }
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="python -m data_tools.countdown",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder to write train/test files and manifest.json into"
+    )
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--format", choices=FORMATS, default="parquet", help="file format (default: parquet)")
+    parser.add_argument(
+        "--template",
+        choices=sorted(COUNTDOWN),
+        default="base",
+        help=f"prompt template (default: base). {describe(COUNTDOWN)}",
+    )
+    parser.add_argument("--train-size", type=int, default=TINYZERO_TRAIN, help="train rows (default: TinyZero's)")
+    parser.add_argument("--test-size", type=int, default=TINYZERO_TEST, help="test rows (default: TinyZero's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes (default: up to 2); results do not depend on it",
+    )
+    gen = parser.add_argument_group("generation (default distribution: Stream-of-Search, as TinyZero's data)")
+    gen.add_argument("--counts", default=None, help="how many numbers per puzzle, drawn uniformly (default: 3,4)")
+    gen.add_argument("--number-range", default=None, help="LO:HI of the numbers (default: 1:99)")
+    gen.add_argument("--target-range", default=None, help="LO:HI of the targets (default: 10:99)")
+    gen.add_argument("--rational", action="store_true", help="allow any rational intermediate value")
+    gen.add_argument("--min-solutions", type=int, default=None, help="keep puzzles with at least this many solutions")
+    gen.add_argument(
+        "--max-solutions",
+        type=int,
+        default=None,
+        help="keep puzzles with at most this many solutions (hard puzzles have few)",
+    )
+    imp = parser.add_argument_group("import instead of generating")
+    imp.add_argument("--source", help="FILE (.parquet/.jsonl with target and nums) or hf:NAME")
+    imp.add_argument(
+        "--split",
+        choices=("dedup", "tinyzero"),
+        default="dedup",
+        help="dedup: distinct puzzles, disjoint splits (default); tinyzero: first rows, next rows",
+    )
+    return parser
+
+
+def config_from(args) -> Config:
+    generating = [
+        flag
+        for flag, given in (
+            ("--counts", args.counts),
+            ("--number-range", args.number_range),
+            ("--target-range", args.target_range),
+            ("--rational", args.rational),
+            ("--min-solutions", args.min_solutions),
+            ("--max-solutions", args.max_solutions),
+        )
+        if given
+    ]
+    if args.source and generating:
+        raise UsageError(f"{', '.join(generating)} only apply to generation, not to --source")
+    if not args.source and args.split != "dedup":
+        raise UsageError("--split applies to --source; generated splits are always deduplicated")
+    try:
+        counts = tuple(sorted({int(x) for x in (args.counts or "3,4").split(",")}))
+    except ValueError:
+        raise UsageError(f"--counts must be integers separated by commas, e.g. 3,4; got {args.counts!r}") from None
+    if not counts or counts[0] < 2 or counts[-1] > 6:
+        raise UsageError(f"--counts {args.counts}: each count must be 2 to 6")
+    config = Config(
+        counts=counts,
+        numbers=parse_range(args.number_range or "1:99", "--number-range"),
+        targets=parse_range(args.target_range or "10:99", "--target-range"),
+        rational=args.rational,
+        min_solutions=args.min_solutions if args.min_solutions is not None else 1,
+        max_solutions=args.max_solutions,
+        seed=args.seed,
+    )
+    if not config.rational and min(config.numbers[0], config.targets[0]) < 0:
+        raise UsageError("negative numbers or targets need --rational (integer arithmetic stays non-negative)")
+    if config.min_solutions < 1 or (config.max_solutions is not None and config.max_solutions < config.min_solutions):
+        raise UsageError("the difficulty band needs 1 <= --min-solutions <= --max-solutions")
+    try:
+        solver.check_range(counts[-1], max(map(abs, config.numbers)), max(map(abs, config.targets)), config.rational)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return config
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.train_size < 1 or args.test_size < 1:
+        raise UsageError("--train-size and --test-size must be at least 1")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    check_out(args.out, args.force)
+    config = config_from(args)
+    template = COUNTDOWN[args.template]
+    wanted = args.train_size + args.test_size
+    report: dict = {}
+    if args.source:
+        rows = read_source(args.source)
+        if len(rows) < wanted:
+            raise UsageError(f"--source has {len(rows):,} rows; --train-size + --test-size is {wanted:,}")
+        puzzles = solve_rows(rows)
+        train, test = split_puzzles(puzzles, args.train_size, args.test_size, args.split)
+        tz_train, tz_test = split_puzzles(puzzles, args.train_size, args.test_size, "tinyzero")
+        report = {
+            "source_rows": len(rows),
+            "unsolvable_rows": sum(p.solution is None for p in puzzles),
+            "tinyzero_rule_test_puzzles_also_in_train": overlap(tz_train, tz_test),
+        }
+        print(
+            f"source: {len(rows):,} rows, {report['unsolvable_rows']:,} without a solution; under TinyZero's "
+            f"split, {report['tinyzero_rule_test_puzzles_also_in_train']:,} of {len(tz_test):,} test puzzles "
+            "are also in train"
+        )
+    else:
+        if wanted > puzzle_space(config):
+            raise UsageError(
+                f"--train-size + --test-size is {wanted:,} but these ranges hold at most {puzzle_space(config):,} "
+                "distinct puzzles: lower the sizes or widen the ranges"
+            )
+        puzzles = generate(config, wanted, args.workers)
+        train, test = puzzles[: args.train_size], puzzles[args.train_size :]
+    arguments = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "force", "workers")
+    }  # what does not change the data stays out
+    manifest = write_dataset(
+        args.out,
+        {"train": [row(p, template) for p in train], "test": [row(p, template) for p in test]},
+        schema(template.is_chat),
+        args.format,
+        args.force,
+        {"tool": "data_tools.countdown", "arguments": arguments, "seed": args.seed, **report},
+    )
+    print(f"wrote {args.out}: " + ", ".join(f"{name} {f['rows']:,} rows" for name, f in manifest["files"].items()))
+
+
+if __name__ == "__main__":
+    run(main, "python -m data_tools.countdown")

@@ -1,0 +1,110 @@
+"""Writing a dataset folder: `train` and `test` files OpenRLHF loads as they are, and a manifest.
+
+Files are written into a temporary folder beside OUT and moved into place at the end, so an interrupted run
+leaves OUT as it was; an existing OUT is replaced only with --force. The same rows give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMATS = ("parquet", "jsonl")
+VERSION = "1"  # bump when the same arguments would produce different data
+
+
+class UsageError(Exception):
+    """Bad arguments or input: the message says what to change. Reported as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line (no usage dump), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run(main, prog: str) -> None:
+    """Run `main()`, turning a UsageError into one line on stderr and exit status 2."""
+    try:
+        main()
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def parse_range(text: str, what: str) -> tuple[int, int]:
+    """ "LO:HI" (inclusive) as two integers."""
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise UsageError(f"{what} must look like LO:HI with integers, e.g. 1:99; got {text!r}") from None
+    if lo > hi:
+        raise UsageError(f"{what} {text} is empty: LO must not exceed HI")
+    return lo, hi
+
+
+def check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder: choose another --out")
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists: pass --force to replace it, or choose another --out")
+    if not out.parent.exists():
+        raise UsageError(f"the parent folder of {out} does not exist: create it first")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_split(rows: list[dict], schema: pa.Schema, path: Path, fmt: str) -> None:
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, compression="zstd")
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_dataset(
+    out: Path, splits: dict[str, list[dict]], schema: pa.Schema, fmt: str, force: bool, manifest: dict
+) -> dict:
+    """Write OUT/<split>.<fmt> for each split and OUT/manifest.json, atomically; returns the manifest."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        files = {}
+        for name, rows in splits.items():
+            path = tmp / f"{name}.{fmt}"
+            _write_split(rows, schema, path, fmt)
+            files[path.name] = {"rows": len(rows), "sha256": sha256(path)}
+        manifest = {**manifest, "version": VERSION, "format": fmt, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        if out.exists():
+            if not force:  # appeared while we worked
+                raise UsageError(f"{out} appeared while writing: pass --force to replace it")
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
