@@ -1,5 +1,6 @@
 # make test   creates .venv (CPU only), installs what the tests need once, runs the test suite.
-# make bench  prints the reward benchmark's figures.
+# make bench  prints the benchmarks' figures.
+# make data   writes TinyZero's Countdown and multiplication datasets into data/.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,13 +15,18 @@ PIP := $(PY) -m pip
 INSTALL_HASH := $(shell cat requirements-test.txt | sha256sum | cut -c1-12)-$(TORCH_VERSION)-$(OPENRLHF_VERSION)
 STAMP := $(VENV)/.installed-$(INSTALL_HASH)
 
-.PHONY: test bench venv clean-venv
+.PHONY: test bench data venv clean-venv
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.rewards
+	$(PY) -m bench.countdown_data
+
+data: $(STAMP)
+	$(PY) -m data_tools.countdown --out data/countdown
+	$(PY) -m data_tools.multiply --out data/multiply
 
 venv: $(STAMP)
 

@@ -3,7 +3,8 @@
 TinyZero's data, generated (327,680 train + 1,024 test; 3 or 4 numbers in 1..99, targets 10..99):
     python -m data_tools.countdown --out data/countdown
 TinyZero's own rows, split as TinyZero split them (first 327,680 rows, next 1,024; needs the hub):
-    python -m data_tools.countdown --out data/countdown-tinyzero --source hf:Jiayi-Pan/Countdown-Tasks-3to4 --split tinyzero
+    python -m data_tools.countdown --out data/countdown-tinyzero --split tinyzero \
+        --source hf:Jiayi-Pan/Countdown-Tasks-3to4
 The same from a local copy (parquet or jsonl with `target` and `nums` columns), deduplicated:
     python -m data_tools.countdown --out data/countdown-hf --source countdown.parquet
 
@@ -11,7 +12,8 @@ Generation follows Stream-of-Search, the closest public match to TinyZero's data
 a target, then draw numbers until an exhaustive search finds a way to reach the target using all of them
 (intermediate values non-negative integers; `--rational` allows any rational intermediate, as the reward
 does). Every row carries a reference solution, checked with the reward's own parser, and `solutions`, how
-many of the search's combinations reach the target (a difficulty rating: fewer is harder).
+many of the search's combinations reach the target (a difficulty rating: fewer is harder; left empty for six
+numbers, whose 2.8 million combinations per puzzle are too many to count).
 
 Splits never share a puzzle, with numbers compared in any order, and hold no duplicates: train is the first
 --train-size distinct puzzles drawn, test the next --test-size. The same arguments and seed give
@@ -21,11 +23,12 @@ byte-identical files whatever --workers is.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import math
 import multiprocessing
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +41,11 @@ from data_tools.templates import COUNTDOWN, describe
 from reward_funcs.expression import ExpressionError, value
 
 TINYZERO_TRAIN, TINYZERO_TEST = 327_680, 1_024
-CHUNK = 4096  # puzzles per unit of work; results never depend on how chunks are spread over workers
+CHUNK = 2048  # puzzles per unit of work; results never depend on how chunks are spread over workers
 MAX_ROUNDS = 10_000  # draws of numbers for one target before giving up on it
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Config:
     counts: tuple[int, ...] = (3, 4)
     numbers: tuple[int, int] = (1, 99)
@@ -51,18 +54,19 @@ class Config:
     min_solutions: int = 1
     max_solutions: int | None = None
     seed: int = 0
+    chunk: int = CHUNK  # puzzles per unit of work: part of the random stream's definition
 
     @property
     def banded(self) -> bool:
         return self.min_solutions > 1 or self.max_solutions is not None
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Puzzle:
     numbers: tuple[int, ...]
     target: int
     solution: str | None
-    solutions: int
+    solutions: int | None  # combinations of the exhaustive search that reach the target; None past 5 numbers
 
     @property
     def key(self) -> tuple:
@@ -76,29 +80,42 @@ _config: Config | None = None
 _table: solver.TripleTable | None = None
 
 
+@functools.lru_cache(maxsize=2)
+def _triple_table(lo: int, hi: int) -> solver.TripleTable:
+    return solver.TripleTable(lo, hi)
+
+
 def _setup(config: Config) -> None:
     global _config, _table
     _config = config
     use_table = not config.rational and not config.banded and set(config.counts) & {3, 4}
-    _table = solver.TripleTable(*config.numbers) if use_table and solver.TripleTable.fits(*config.numbers) else None
+    _table = _triple_table(*config.numbers) if use_table and solver.TripleTable.fits(*config.numbers) else None
 
 
 def _accept(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
     k = candidates.shape[1]
     if _table is not None and k in (3, 4):
         return _table.solvable(candidates, targets)
+    if k > solver.EXHAUSTIVE_MAX:
+        return np.array(
+            [
+                solver.first_solution(c, t, _config.rational) is not None
+                for c, t in zip(candidates.tolist(), targets.tolist(), strict=True)
+            ],
+            dtype=bool,
+        )
     counts, _ = solver.search(candidates, targets, _config.rational)
     high = _config.max_solutions if _config.max_solutions is not None else counts.max(initial=0)
     return (counts >= _config.min_solutions) & (counts <= high)
 
 
 def generate_chunk(index: int) -> list[Puzzle]:
-    """CHUNK puzzles from the random stream `(seed, index)`: the same whatever process runs it."""
+    """`config.chunk` puzzles from the random stream `(seed, index)`: the same whatever process runs it."""
     config = _config
     rng = np.random.default_rng([config.seed, index])
-    ks = rng.choice(np.array(config.counts), size=CHUNK)
-    targets = rng.integers(config.targets[0], config.targets[1] + 1, size=CHUNK)
-    puzzles: list[Puzzle | None] = [None] * CHUNK
+    ks = rng.choice(np.array(config.counts), size=config.chunk)
+    targets = rng.integers(config.targets[0], config.targets[1] + 1, size=config.chunk)
+    puzzles: list[Puzzle | None] = [None] * config.chunk
     for k in config.counts:
         rows = np.flatnonzero(ks == k)
         chosen = np.empty((len(rows), k), dtype=np.int64)
@@ -116,12 +133,20 @@ def generate_chunk(index: int) -> list[Puzzle]:
                 f"no {k} numbers in {config.numbers[0]}:{config.numbers[1]} reach target(s) {stuck} after "
                 f"{MAX_ROUNDS:,} draws: widen --number-range, narrow --target-range or relax the difficulty band"
             )
-        counts, firsts = solver.search(chosen, targets[rows], config.rational)
+        if k > solver.EXHAUSTIVE_MAX:  # too many combinations to count: the first solution only
+            firsts = [
+                solver.first_solution(c, t, config.rational)
+                for c, t in zip(chosen.tolist(), targets[rows].tolist(), strict=True)
+            ]
+            counts = [None] * len(rows)
+        else:
+            counts, firsts = solver.search(chosen, targets[rows], config.rational)
+            counts = counts.tolist()
         for row, numbers, target, count, first in zip(
             rows, chosen.tolist(), targets[rows].tolist(), counts, firsts, strict=True
         ):
             solution = solver.expression(numbers, int(first), config.rational)
-            puzzles[row] = Puzzle(tuple(numbers), target, solution, int(count))
+            puzzles[row] = Puzzle(tuple(numbers), target, solution, count)
     for p in puzzles:
         _verify(p)
     return puzzles
@@ -145,6 +170,7 @@ def puzzle_space(config: Config) -> int:
 
 def generate(config: Config, wanted: int, workers: int, progress: bool = True) -> list[Puzzle]:
     """The first `wanted` distinct puzzles of the stream of chunks 0, 1, 2, ..."""
+    config = dataclasses.replace(config, chunk=min(CHUNK, wanted))  # small sets do not pay for a full chunk
     unique: dict[tuple, Puzzle] = {}
     bar = tqdm(total=wanted, desc="countdown puzzles", unit="puzzle", disable=not progress)
     wave = max(1, workers) * 2
@@ -164,7 +190,7 @@ def generate(config: Config, wanted: int, workers: int, progress: bool = True) -
                     if len(unique) < wanted:
                         unique.setdefault(puzzle.key, puzzle)
                 bar.update(len(unique) - before)
-            if draws > 20 * wanted + 10 * CHUNK:
+            if draws > 20 * wanted + 10 * config.chunk:
                 raise UsageError(
                     f"only {len(unique):,} distinct puzzles after {draws:,} draws: lower --train-size/--test-size "
                     "or widen the ranges"
@@ -229,15 +255,23 @@ def solve_rows(rows: list[tuple[tuple[int, ...], int]], progress: bool = True) -
     for k, indices in sorted(by_k.items()):
         for start in range(0, len(indices), CHUNK):
             part = indices[start : start + CHUNK]
+            if k > solver.EXHAUSTIVE_MAX or min(min(rows[i][0]) for i in part) < 0:
+                for i in part:  # one at a time: depth-first, rational arithmetic if integers do not do
+                    found = solver.solve(*rows[i]) if min(rows[i][0]) >= 0 else None
+                    found = found or solver.solve(*rows[i], rational=True)
+                    puzzles[i] = Puzzle(
+                        rows[i][0], rows[i][1], found and found.expression, found.solutions if found else 0
+                    )
+                bar.update(len(part))
+                continue
             numbers = np.array([rows[i][0] for i in part])
             targets = np.array([rows[i][1] for i in part])
             found = [None] * len(part)
             for rational in (False, True):
-                if rational or numbers.min(initial=0) >= 0:
-                    counts, firsts = solver.search(numbers, targets, rational)
-                    for j, (c, f) in enumerate(zip(counts, firsts, strict=True)):
-                        if found[j] is None and c:
-                            found[j] = (solver.expression(rows[part[j]][0], int(f), rational), int(c))
+                counts, firsts = solver.search(numbers, targets, rational)
+                for j, (c, f) in enumerate(zip(counts, firsts, strict=True)):
+                    if found[j] is None and c:
+                        found[j] = (solver.expression(rows[part[j]][0], int(f), rational), int(c))
             for j, i in enumerate(part):
                 solution, count = found[j] or (None, 0)
                 puzzles[i] = Puzzle(rows[i][0], rows[i][1], solution, count)
@@ -250,7 +284,10 @@ def split_puzzles(puzzles: list[Puzzle], train: int, test: int, rule: str) -> tu
     """`tinyzero`: rows [0, train) and [train, train + test) as they come. `dedup`: the same over distinct
     puzzles, so that no puzzle is in both splits or twice in one."""
     if rule == "dedup":
-        puzzles = list({p.key: p for p in reversed(puzzles)}.values())[::-1]  # first occurrence, in order
+        first: dict[tuple, Puzzle] = {}
+        for p in puzzles:
+            first.setdefault(p.key, p)
+        puzzles = list(first.values())  # each puzzle at its first occurrence, in order
     if len(puzzles) < train + test:
         kind = "distinct puzzles" if rule == "dedup" else "rows"
         raise UsageError(f"the source has {len(puzzles):,} {kind}; --train-size + --test-size is {train + test:,}")
@@ -381,6 +418,10 @@ def config_from(args) -> Config:
         raise UsageError("negative numbers or targets need --rational (integer arithmetic stays non-negative)")
     if config.min_solutions < 1 or (config.max_solutions is not None and config.max_solutions < config.min_solutions):
         raise UsageError("the difficulty band needs 1 <= --min-solutions <= --max-solutions")
+    if config.banded and counts[-1] > solver.EXHAUSTIVE_MAX:
+        raise UsageError(
+            f"a difficulty band needs at most {solver.EXHAUSTIVE_MAX} numbers: solutions are not counted beyond"
+        )
     try:
         solver.check_range(counts[-1], max(map(abs, config.numbers)), max(map(abs, config.targets)), config.rational)
     except ValueError as e:

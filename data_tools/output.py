@@ -74,7 +74,8 @@ def sha256(path: Path) -> str:
 
 def _write_split(rows: list[dict], schema: pa.Schema, path: Path, fmt: str) -> None:
     if fmt == "parquet":
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, compression="zstd")
+        table = pa.table({name: [row[name] for row in rows] for name in schema.names}, schema=schema)  # by column:
+        pq.write_table(table, path, compression="zstd")  # faster than from_pylist
     else:
         with open(path, "w", encoding="utf-8") as f:
             for row in rows:

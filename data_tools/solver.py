@@ -36,7 +36,7 @@ MAX_ELEMENTS = 1 << 22  # leaves evaluated per array operation; bounds memory to
 @dataclass(frozen=True)
 class Solution:
     expression: str
-    solutions: int  # how many of the `leaves` combinations reach the target
+    solutions: int | None  # how many of the `leaves` combinations reach the target (None: too many to count)
     leaves: int
 
 
@@ -198,10 +198,56 @@ def expression(numbers, index: int, rational: bool = False) -> str:
     return items[0][1][0]
 
 
+EXHAUSTIVE_MAX = 5  # beyond, the combinations are too many to count (2.8 million for six numbers)
+
+
+def _results(a, b, rational: bool) -> list:
+    """Operator results in the search's order; None where an operator does not apply."""
+    if rational:
+        return [a + b, a * b, a - b, b - a, a / b if b else None, b / a if a else None]
+    big, small = (a, b) if a >= b else (b, a)
+    return [a + b, a * b, big - small, big // small if small and big % small == 0 else None]
+
+
+def first_solution(numbers, target: int, rational: bool = False) -> int | None:
+    """Index of the first combination (in the search's order) that reaches the target, or None: a depth-first
+    search that stops at the first solution and never revisits a multiset of values it has exhausted."""
+    exhausted: set[tuple] = set()
+
+    def dfs(values: tuple) -> list[tuple[int, int]] | None:
+        if len(values) == 1:
+            return [] if values[0] == target else None
+        state = tuple(sorted(values))
+        if state in exhausted:
+            return None
+        for p, (i, j) in enumerate(pairs(len(values))):
+            rest = tuple(values[x] for x in range(len(values)) if x not in (i, j))
+            for op, result in enumerate(_results(values[i], values[j], rational)):
+                if result is not None:
+                    found = dfs(rest + (result,))
+                    if found is not None:
+                        return [(p, op), *found]
+        exhausted.add(state)
+        return None
+
+    steps = dfs(tuple(Fraction(n) for n in numbers) if rational else tuple(numbers))
+    if steps is None:
+        return None
+    ops, index = RATIONAL_OPS if rational else INT_OPS, 0
+    for m, (p, op) in zip(range(len(numbers), 1, -1), steps, strict=True):
+        index = index * len(pairs(m)) * ops + p * ops + op
+    return index
+
+
 def solve(numbers, target: int, rational: bool = False) -> Solution | None:
     """A solution using every number once, or None when the exhaustive search proves there is none."""
     numbers = list(numbers)
     check_range(len(numbers), max(numbers, default=0), target, rational)
+    if len(numbers) > EXHAUSTIVE_MAX:
+        first = first_solution(numbers, target, rational)
+        if first is None:
+            return None
+        return Solution(expression(numbers, first, rational), None, leaf_count(len(numbers), rational))
     counts, firsts = search(np.array([numbers]), np.array([target]), rational)
     if counts[0] == 0:
         return None
