@@ -1,0 +1,91 @@
+"""OpenRLHF 0.11.2's own command line, without importing ray, vllm or deepspeed.
+
+`openrlhf.cli.train_ppo_ray` builds its parser inline under `if __name__ == "__main__":` and imports the GPU
+stack at module level. We read that block from the installed file and run it: up to `parser.parse_args()`
+to get the parser, or whole, with `train` replaced, to run the post-parse checks OpenRLHF itself applies.
+
+    from launch.openrlhf_cli import check
+    args = check(["--actor.model_name_or_path", "Qwen/Qwen2.5-3B", ...])   # raises CommandLineError
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+from datetime import datetime
+import functools
+import importlib.util
+import io
+import os
+from pathlib import Path
+
+MODULE = "openrlhf.cli.train_ppo_ray"
+
+
+class CommandLineError(ValueError):
+    """OpenRLHF would refuse this command line; the message is OpenRLHF's own."""
+
+
+@functools.lru_cache(maxsize=1)
+def _main_block() -> tuple[list[ast.stmt], str]:
+    spec = importlib.util.find_spec("openrlhf")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("openrlhf is not installed: run `make test` (CPU) or install requirements.txt (GPU)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "cli" / "train_ppo_ray.py"
+    tree = ast.parse(path.read_text(), str(path))
+    for node in tree.body:
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            return node.body, str(path)
+    raise ImportError(f"{path} has no __main__ block: not the OpenRLHF 0.11.2 this project builds on")
+
+
+def _is_parse_args(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Assign) and "parser.parse_args()" in ast.unparse(stmt.value)
+
+
+def _namespace(**extra) -> dict:
+    return {"argparse": argparse, "os": os, "datetime": datetime, "__name__": "__openrlhf_cli__", **extra}
+
+
+def parser() -> argparse.ArgumentParser:
+    """A fresh copy of train_ppo_ray's ArgumentParser."""
+    body, path = _main_block()
+    upto = next(i for i, stmt in enumerate(body) if _is_parse_args(stmt))
+    namespace = _namespace()
+    exec(compile(ast.Module(body=body[:upto], type_ignores=[]), path, "exec"), namespace)
+    return namespace["parser"]
+
+
+@functools.lru_cache(maxsize=1)
+def flag_names() -> frozenset[str]:
+    return frozenset(s for action in parser()._actions for s in action.option_strings)
+
+
+def check(argv: list[str]) -> argparse.Namespace:
+    """Parse `argv` as train_ppo_ray would and run its post-parse checks; return the hierarchical args it
+    would hand to `train`. Flags must be spelled exactly (argparse alone also accepts unambiguous prefixes)."""
+    known = flag_names()
+    for token in argv:
+        if token.startswith("--") and token.split("=", 1)[0] not in known:
+            raise CommandLineError(f"unrecognized argument {token.split('=', 1)[0]} (OpenRLHF 0.11.2 has no such flag)")
+    body, path = _main_block()
+    for stmt in body:
+        if _is_parse_args(stmt):
+            stmt.value = ast.parse("parser.parse_args(__argv__)", mode="eval").body
+    captured = []
+    namespace = _namespace(__argv__=list(argv), train=captured.append)
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(ast.fix_missing_locations(ast.Module(body=body, type_ignores=[])), path, "exec"), namespace)
+    except SystemExit:
+        message = stderr.getvalue().strip().splitlines()
+        raise CommandLineError(message[-1] if message else "OpenRLHF's parser refused the command line") from None
+    except AssertionError as e:
+        raise CommandLineError(str(e) or "one of OpenRLHF's post-parse assertions failed") from None
+    finally:
+        for stmt in body:  # leave the cached block as it was
+            if isinstance(stmt, ast.Assign) and "parse_args(__argv__)" in ast.unparse(stmt.value):
+                stmt.value = ast.parse("parser.parse_args()", mode="eval").body
+    return captured[0]
