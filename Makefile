@@ -15,7 +15,7 @@ PIP := $(PY) -m pip
 INSTALL_HASH := $(shell cat requirements-test.txt | sha256sum | cut -c1-12)-$(TORCH_VERSION)-$(OPENRLHF_VERSION)
 STAMP := $(VENV)/.installed-$(INSTALL_HASH)
 
-.PHONY: test bench data venv clean-venv
+.PHONY: test bench data train preflight sweep venv clean-venv
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -23,6 +23,20 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.rewards
 	$(PY) -m bench.countdown_data
+
+# make train RECIPE=recipes/countdown/qwen2.5-3b-ppo.yaml [ARGS="--set actor.adam.lr=5e-7 --dry-run"]
+# Preflight runs first; the GPU runtime (requirements.txt) is installed only once it has passed.
+train: $(STAMP)
+	@test -n "$(RECIPE)$(RESUME)" || { echo "make train: give RECIPE=recipes/... (or RESUME=runs/...)"; exit 2; }
+	$(PY) -m launch train $(RECIPE) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+
+preflight: $(STAMP)
+	@test -n "$(RECIPE)" || { echo "make preflight: give RECIPE=recipes/..."; exit 2; }
+	$(PY) -m launch preflight $(RECIPE) $(ARGS)
+
+sweep: $(STAMP)
+	@test -n "$(ABLATION)" || { echo "make sweep: give ABLATION=recipes/ablations/..."; exit 2; }
+	$(PY) -m launch sweep $(ABLATION) $(ARGS)
 
 data: $(STAMP)
 	$(PY) -m data_tools.countdown --out data/countdown

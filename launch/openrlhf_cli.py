@@ -23,6 +23,43 @@ from pathlib import Path
 MODULE = "openrlhf.cli.train_ppo_ray"
 
 
+# Flat names from before OpenRLHF 0.10.2, still in most examples on the web, and what replaced them.
+OLD_FLAGS = {
+    "pretrain": "actor.model_name_or_path",
+    "remote_rm_url": "reward.remote_url",
+    "prompt_data": "data.prompt_dataset",
+    "advantage_estimator": "algo.advantage.estimator",
+    "use_wandb": "logger.wandb.key",
+    "prompt_max_len": "data.max_len",
+    "generate_max_len": "rollout.max_new_tokens",
+    "actor_learning_rate": "actor.adam.lr",
+    "critic_learning_rate": "critic.adam.lr",
+    "init_kl_coef": "algo.kl.init_coef",
+    "use_kl_loss": "algo.kl.use_loss",
+    "n_samples_per_prompt": "rollout.n_samples_per_prompt",
+    "rollout_batch_size": "rollout.batch_size",
+    "train_batch_size": "train.batch_size",
+    "micro_train_batch_size": "train.micro_batch_size",
+    "micro_rollout_batch_size": "rollout.micro_batch_size",
+    "max_epochs": "train.max_epochs",
+    "num_episodes": "train.num_episodes",
+    "vllm_num_engines": "vllm.num_engines",
+    "vllm_tensor_parallel_size": "vllm.tensor_parallel_size",
+    "colocate_all_models": "train.colocate_all",
+    "zero_stage": "ds.zero_stage",
+    "gradient_checkpointing": "actor.gradient_checkpointing_enable",
+    "eval_dataset": "eval.dataset",
+    "label_key": "data.label_key",
+    "input_key": "data.input_key",
+    "apply_chat_template": "data.apply_chat_template",
+    "save_path": "ckpt.output_dir",
+    "ckpt_path": "ckpt.path",
+    "save_steps": "ckpt.save_steps",
+    "load_checkpoint": "ckpt.load_enable",
+    "bf16": "ds.param_dtype",
+}
+
+
 class CommandLineError(ValueError):
     """OpenRLHF would refuse this command line; the message is OpenRLHF's own."""
 
@@ -67,8 +104,11 @@ def check(argv: list[str]) -> argparse.Namespace:
     would hand to `train`. Flags must be spelled exactly (argparse alone also accepts unambiguous prefixes)."""
     known = flag_names()
     for token in argv:
-        if token.startswith("--") and token.split("=", 1)[0] not in known:
-            raise CommandLineError(f"unrecognized argument {token.split('=', 1)[0]} (OpenRLHF 0.11.2 has no such flag)")
+        name = token.split("=", 1)[0]
+        if token.startswith("--") and name not in known:
+            new = OLD_FLAGS.get(name[2:])
+            hint = f": it is --{new} since OpenRLHF 0.10.2" if new else " (OpenRLHF 0.11.2 has no such flag)"
+            raise CommandLineError(f"unrecognized argument {name}{hint}")
     body, path = _main_block()
     for stmt in body:
         if _is_parse_args(stmt):

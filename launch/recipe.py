@@ -126,7 +126,13 @@ def load(path: str | Path) -> Recipe:
     meta = data.pop(OURS, {}) or {}
     for key, value in data.items():
         if not isinstance(value, dict):
-            raise RecipeError(f"{path}: top-level key {key!r} must group flags (e.g. actor: {{...}}), got {value!r}")
+            from launch.openrlhf_cli import OLD_FLAGS
+
+            new = OLD_FLAGS.get(key)
+            hint = f"; {key!r} is an old flat OpenRLHF flag, now {new}" if new else ""
+            raise RecipeError(
+                f"{path}: top-level key {key!r} must group flags (e.g. actor: {{...}}), got {value!r}{hint}"
+            )
     return Recipe(meta.get("name", path.stem), path, data, meta)
 
 

@@ -39,6 +39,11 @@ def check_label(label: Mapping) -> tuple[int, list[int]]:
     return label_int(label, "target", LABEL_HELP), label_ints(label, "numbers", LABEL_HELP)
 
 
+def reference_answer(label: Mapping) -> str | None:
+    """A correct answer for the label, when the dataset gave one (data_tools writes one for every puzzle)."""
+    return label.get("solution")
+
+
 def score(
     response: str, label: Mapping, *, format_score: float = FORMAT_SCORE, correct_score: float = CORRECT_SCORE
 ) -> Score:

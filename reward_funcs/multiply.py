@@ -50,6 +50,10 @@ def check_label(label: Mapping) -> int:
     return product
 
 
+def reference_answer(label: Mapping) -> str:
+    return str(check_label(label))
+
+
 def parse_int(answer: str) -> int | None:
     """`int(answer)`, or None where int() raises, without ever handing int() a huge string (it is quadratic)."""
     if len(answer) > 2 * INT_MAX_DIGITS + 1:  # a literal that long has more digits than int() will read

@@ -1,0 +1,198 @@
+"""From a checked recipe to a Ray job: run folders, the exact command, the runtime env, a local head when no
+cluster is named, submission through Ray's job SDK, and following the job to its end."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from launch.recipe import Recipe, to_argv
+
+ENTRYPOINT = "-m openrlhf.cli.train_ppo_ray"
+# Heavy or private folders never shipped as the job's working_dir.
+EXCLUDES = [".venv", ".git", "data", "runs", ".hypothesis", ".pytest_cache", "**/__pycache__"]
+WANDB_PLACEHOLDER = "from-env"  # OpenRLHF logs in with WANDB_API_KEY from the environment when it is set
+SECRET_ENV = ("WANDB_API_KEY",)
+
+
+# ---- run folders -------------------------------------------------------------------------------------------
+
+
+def new_run_dir(runs_root: Path, name: str, now: datetime.datetime | None = None) -> Path:
+    """runs/<recipe>/<timestamp>/, never an existing folder."""
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    base = runs_root / name / stamp
+    run, n = base, 1
+    while run.exists():
+        n += 1
+        run = base.with_name(f"{stamp}-{n}")
+    run.mkdir(parents=True)
+    return run
+
+
+def training_argv(recipe: Recipe, run: Path, repo: Path, resume: bool = False) -> list[str]:
+    """OpenRLHF's argv for this run: the recipe's flags, absolute data paths, and the run's own folders."""
+    flags = recipe.flat()
+    for key in ("data.prompt_dataset", "eval.dataset"):
+        if flags.get(key):
+            flags[key] = ",".join(
+                str((repo / p.strip()).resolve()) if not Path(p.strip()).is_absolute() else p.strip()
+                for p in str(flags[key]).split(",")
+            )
+    flags.update(
+        {
+            "ckpt.path": str(run / "ckpt"),
+            "ckpt.output_dir": str(run / "final"),
+            "logger.tensorboard_dir": str(run / "tensorboard"),
+        }
+    )
+    if os.environ.get("WANDB_API_KEY"):
+        flags.update({"logger.wandb.key": WANDB_PLACEHOLDER, "logger.wandb.run_name": f"{recipe.name}-{run.name}"})
+        flags.setdefault("logger.wandb.project", "tinyzero-openrlhf")
+    if resume:
+        flags["ckpt.load_enable"] = True
+    return to_argv(_nest(flags))
+
+
+def _nest(flat: dict) -> dict:
+    tree: dict = {}
+    for dotted, value in flat.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def runtime_env(recipe: Recipe, repo: Path) -> dict:
+    env_vars = {k: str(v) for k, v in (recipe.meta.get("env") or {}).items()}
+    for name in SECRET_ENV:
+        if os.environ.get(name):
+            env_vars[name] = os.environ[name]
+    return {"working_dir": str(repo), "excludes": EXCLUDES, "env_vars": env_vars}
+
+
+def masked(env: dict) -> dict:
+    shown = json.loads(json.dumps(env))
+    for name in SECRET_ENV:
+        if name in shown.get("env_vars", {}):
+            shown["env_vars"][name] = "***"
+    return shown
+
+
+def python_for(address: str | None) -> str:
+    """The job's interpreter: ours for a head we start here; the cluster's own `python3` otherwise."""
+    return sys.executable if address is None else "python3"
+
+
+def submit_command(address: str, env: dict, entrypoint: str) -> str:
+    """`ray job submit` with the same address, runtime env and entrypoint, secrets masked."""
+    return (
+        f"ray job submit --address {shlex.quote(address)} --runtime-env-json {shlex.quote(json.dumps(masked(env)))}"
+        f" -- {entrypoint}"
+    )
+
+
+def save_run(run: Path, recipe: Recipe, argv: list[str], command: str, extra: dict) -> None:
+    resolved = {"recipe": {**recipe.meta, "name": recipe.name, "source": str(recipe.path)}, **recipe.flags}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    (run / "command.sh").write_text(command + "\n")
+    (run / "job.json").write_text(json.dumps({"argv": argv, **extra}, indent=2) + "\n")
+
+
+# ---- a local head ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalHead:
+    """`ray start --head` on this machine with its GPUs, stopped again by `stop()` (only if we started it)."""
+
+    def __init__(self, gpus: int, ray_bin: str | None = None):
+        self.gpus = gpus
+        self.ray = ray_bin or str(Path(sys.executable).with_name("ray"))
+        self.port, self.dashboard = free_port(), free_port()
+        self.address = f"http://127.0.0.1:{self.dashboard}"
+
+    def start(self) -> str:
+        command = [
+            self.ray,
+            "start",
+            "--head",
+            f"--port={self.port}",
+            f"--dashboard-port={self.dashboard}",
+            "--dashboard-host=127.0.0.1",
+            f"--num-gpus={self.gpus}",
+            "--include-dashboard=true",
+            "--disable-usage-stats",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        if result.returncode:
+            raise RuntimeError(f"ray start failed: {result.stderr.strip().splitlines()[-1:]}")
+        self._wait_for_dashboard()
+        return self.address
+
+    def _wait_for_dashboard(self, timeout: float = 120) -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.time() + timeout
+        while True:
+            try:
+                JobSubmissionClient(self.address).list_jobs()
+                return
+            except Exception:
+                if time.time() > deadline:
+                    raise RuntimeError(f"the Ray dashboard at {self.address} did not come up") from None
+                time.sleep(1)
+
+    def stop(self) -> None:
+        subprocess.run([self.ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+# ---- jobs --------------------------------------------------------------------------------------------------
+
+
+def submit(address: str, entrypoint: str, env: dict, job_id: str | None = None) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address).submit_job(entrypoint=entrypoint, runtime_env=env, submission_id=job_id)
+
+
+def follow(address: str, job_id: str, out=sys.stdout) -> str:
+    """Print the job's logs as they come; return its final status. Ctrl-C stops the job."""
+    import asyncio
+
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+
+    async def tail():
+        async for lines in client.tail_job_logs(job_id):
+            out.write(lines)
+            out.flush()
+
+    try:
+        asyncio.run(tail())
+    except KeyboardInterrupt:
+        client.stop_job(job_id)
+        out.write(f"\nstopping job {job_id}\n")
+    for _ in range(600):
+        status = client.get_job_status(job_id)
+        if status.is_terminal():
+            return str(status.value)
+        time.sleep(1)
+    return str(client.get_job_status(job_id).value)
