@@ -65,7 +65,7 @@ def cluster_gpus(address: str | None) -> int:
     return probe["gpus"]
 
 
-def probe_cluster(address: str, recipe: Recipe | None) -> dict:
+def probe_cluster(address: str, recipe: Recipe | None, python: str = "python3") -> dict:
     """Run launch.probe on the cluster through the launcher's own submit path."""
     args = []
     if recipe is not None and recipe.get("eval.dataset") and (REPO / recipe.get("eval.dataset")).is_file():
@@ -81,7 +81,7 @@ def probe_cluster(address: str, recipe: Recipe | None) -> dict:
             recipe.get("data.label_key", "label"),
         ]
     env = jobs.runtime_env(recipe or Recipe("probe", REPO, {}), REPO)
-    job = jobs.submit(address, " ".join([jobs.python_for(address), "-m", "launch.probe", *args]), env)
+    job = jobs.submit(address, " ".join([python, "-m", "launch.probe", *args]), env)
     lines = []
 
     class Capture:
@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p):
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
-        p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster (default: RAY_ADDRESS)")
+        p.add_argument(
+            "--address", default=os.environ.get("RAY_ADDRESS") or None, help="Ray cluster (default: RAY_ADDRESS)"
+        )
 
     train = sub.add_parser("train", help="check a recipe and run it as a Ray job")
     train.add_argument("recipe", nargs="?")

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-from datetime import datetime
 import functools
 import importlib.util
 import io
 import os
+from datetime import datetime
 from pathlib import Path
 
 MODULE = "openrlhf.cli.train_ppo_ray"
@@ -124,6 +124,11 @@ def check(argv: list[str]) -> argparse.Namespace:
         raise CommandLineError(message[-1] if message else "OpenRLHF's parser refused the command line") from None
     except AssertionError as e:
         raise CommandLineError(str(e) or "one of OpenRLHF's post-parse assertions failed") from None
+    except Exception as e:  # OpenRLHF's own checks crashed on this combination of flags
+        raise CommandLineError(
+            f"OpenRLHF's post-parse code fails on this recipe ({type(e).__name__}: {e}); with "
+            "the gae estimator the critic needs reward.remote_url or reward.model_name_or_path"
+        ) from None
     finally:
         for stmt in body:  # leave the cached block as it was
             if isinstance(stmt, ast.Assign) and "parse_args(__argv__)" in ast.unparse(stmt.value):

@@ -372,7 +372,7 @@ def reference_completion(label: dict) -> str | None:
 
 
 def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
-    from reward_funcs import LabelError, TASKS, parse_label
+    from reward_funcs import TASKS, LabelError, parse_label
 
     checks = []
     files = {"train": args.data.prompt_dataset, "test": args.eval.dataset}
@@ -384,12 +384,16 @@ def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
             path = (repo / name.strip()) if not Path(name.strip()).is_absolute() else Path(name.strip())
             if not path.is_file():
                 planned = (recipe.meta.get("dataset") or {}).get("out")
-                hint = (
-                    f"it is generated from recipe.dataset ({planned}) by `train`"
-                    if planned and str(path).startswith(str(repo / planned))
-                    else "generate it with python -m data_tools.countdown / multiply, or fix the path"
-                )
-                checks.append(fail("data", f"{name} does not exist: {hint}"))
+                if planned and str(path).startswith(str(repo / planned)):
+                    checks.append(warn("data", f"{name} does not exist yet: `train` generates it from recipe.dataset"))
+                else:
+                    checks.append(
+                        fail(
+                            "data",
+                            f"{name} does not exist and no recipe.dataset makes it: generate it "
+                            "with python -m data_tools.countdown / multiply, or fix the path",
+                        )
+                    )
                 continue
             rows = _read_rows(path, None if split == "test" else LABEL_ROWS_CHECKED)
             bad = []

@@ -91,6 +91,17 @@ def set_dotted(tree: dict, dotted: str, value) -> dict:
     return merge(tree, nested)
 
 
+def _value(text: str):
+    """YAML's reading of `text`, except that numbers such as 5e-7 (a string to YAML 1.1) are numbers."""
+    value = yaml.safe_load(text) if text else None
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            pass
+    return value
+
+
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
     """`--set key=value` overrides: the value is read as YAML (`1e-6`, `true`, `[0, 1]`, `null` to remove)."""
     flags, meta = recipe.flags, recipe.meta
@@ -98,7 +109,7 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise RecipeError(f"--set {item!r}: write KEY=VALUE, e.g. --set actor.adam.lr=5e-7")
-        value = yaml.safe_load(text) if text else None
+        value = _value(text)
         if key.startswith(OURS + "."):
             meta = set_dotted(meta, key[len(OURS) + 1 :], value)
         else:

@@ -1,0 +1,108 @@
+"""The launcher: the exact command, run folders, resume, and `make train` on a machine without GPUs."""
+
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+from testkit import REPO
+
+from launch import __main__ as cli
+from launch import jobs
+from launch.openrlhf_cli import check
+from launch.recipe import load
+
+RECIPE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
+
+
+def dry_run(*args, env=None):
+    result = subprocess.run(
+        [sys.executable, "-m", "launch", "train", str(RECIPE), "--dry-run", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_dry_run_prints_a_ray_job_submit_that_openrlhf_accepts():
+    words = shlex.split(dry_run("--set", "actor.adam.lr=5e-7"))
+    assert words[:3] == ["ray", "job", "submit"]
+    env = json.loads(words[words.index("--runtime-env-json") + 1])
+    assert env["working_dir"] == str(REPO) and ".venv" in env["excludes"] and "data" in env["excludes"]
+    assert not set(env["env_vars"]) & {"TOKENIZERS_PARALLELISM", "NCCL_DEBUG", "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS"}
+    entry = words[words.index("--") + 1 :]
+    assert entry[1:3] == ["-m", "openrlhf.cli.train_ppo_ray"]
+    argv = entry[3:]
+    args = check(argv)
+    assert args.actor.adam.lr == 5e-7
+    assert args.data.prompt_dataset == str(REPO / "data/countdown/train.parquet")  # absolute
+    assert args.reward.remote_url == ["reward_funcs/openrlhf_reward.py"]  # relative to the working_dir
+    assert args.logger.tensorboard_dir.endswith("/tensorboard") and not args.logger.wandb.key
+
+
+def test_wandb_key_is_never_printed():
+    out = dry_run(env={"WANDB_API_KEY": "secret-key-123"})
+    assert "secret-key-123" not in out
+    words = shlex.split(out)
+    env = json.loads(words[words.index("--runtime-env-json") + 1])
+    assert env["env_vars"]["WANDB_API_KEY"] == "***"
+    argv = words[words.index("--") + 4 :]
+    assert argv[argv.index("--logger.wandb.key") + 1] == jobs.WANDB_PLACEHOLDER
+
+
+def test_runs_never_overwrite_each_other(tmp_path):
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    first = jobs.new_run_dir(tmp_path, "r", now)
+    second = jobs.new_run_dir(tmp_path, "r", now)
+    assert first != second and first.name == "20260102-030405" and second.name == "20260102-030405-2"
+
+
+def test_resume_repeats_the_run_with_load_enable(tmp_path, monkeypatch):
+    recipe = load(RECIPE)
+    run = jobs.new_run_dir(tmp_path, recipe.name)
+    argv = jobs.training_argv(recipe, run, REPO)
+    jobs.save_run(run, recipe, argv, "ray job submit ...", {"job_id": "raysubmit_1"})
+    resumed_recipe, resumed = cli._resume(run)
+    assert resumed == [*argv, "--ckpt.load_enable"]
+    args = check(resumed)
+    assert args.ckpt.load_enable and args.ckpt.path == str(run / "ckpt")  # the same checkpoint folder
+    assert resumed_recipe.flat() == recipe.flat()
+    submitted = []
+    monkeypatch.setattr(cli, "cluster_gpus", lambda address: 2)
+    monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(entry) or "job")
+    monkeypatch.setattr(jobs, "follow", lambda address, job: "SUCCEEDED")
+    monkeypatch.setattr(cli, "ensure_dataset", lambda recipe: None)
+    monkeypatch.setattr(cli.preflight, "run", lambda *a, **k: [])
+    monkeypatch.setattr(cli.preflight, "check_data", lambda *a, **k: [])
+    assert cli.main(["train", "--resume", str(run), "--address", "http://127.0.0.1:1"]) == 0
+    assert submitted[0].split()[3:] == resumed
+    assert sorted(p.name for p in run.parent.iterdir()) == [run.name]  # no new run folder
+
+
+def test_resume_needs_a_run_folder(tmp_path, capsys):
+    assert cli.main(["train", "--resume", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_make_train_stops_at_the_gpu_check_without_installing_anything():
+    before = sorted(p.name for p in (REPO / ".venv").glob(".runtime-*")) if (REPO / ".venv").exists() else []
+    result = subprocess.run(
+        ["make", "train", f"RECIPE={RECIPE.relative_to(REPO)}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    assert result.returncode != 0
+    assert "FAIL  gpus     needs 2 GPUs, the cluster has 0" in result.stdout
+    assert "nothing was submitted" in result.stderr
+    assert "installing the GPU runtime" not in result.stdout and "generating" not in result.stdout
+    assert sorted(p.name for p in (REPO / ".venv").glob(".runtime-*")) == before
+    assert subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True).returncode != 0

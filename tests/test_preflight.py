@@ -1,0 +1,206 @@
+"""Preflight: a catalogue of misconfigurations, each caught with its own message, and the memory estimate."""
+
+import json
+import socket
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from testkit import REPO
+
+from data_tools import countdown
+from launch import preflight
+from launch.models import QWEN25, valid_tp_sizes
+from launch.recipe import apply_overrides, load
+
+BASE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "countdown"
+    countdown.main(["--out", str(out), "--train-size", "200", "--test-size", "40"])
+    return out
+
+
+def checked(data, overrides, gpus=2):
+    recipe = apply_overrides(
+        load(BASE),
+        [f"data.prompt_dataset={data / 'train.parquet'}", f"eval.dataset={data / 'test.parquet'}", *overrides],
+    )
+    return preflight.run(recipe, REPO, cluster_gpus=gpus)
+
+
+def findings(checks):
+    return [c for c in checks if c.status != "ok"]
+
+
+def test_the_shipped_recipe_passes_on_a_matching_cluster(data):
+    checks = checked(data, [])
+    assert findings(checks) == [], [c.line() for c in checks]
+    assert {c.name for c in checks} >= {"flags", "gpus", "model", "batches", "memory", "env", "data"}
+    assert any("all 40 reference solutions score 1.0" in c.message for c in checks)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bad_labels(tmp_path, data):
+    rows = pq.read_table(data / "test.parquet").to_pylist()
+    for row in rows:
+        label = json.loads(row["label"])
+        del label["target"]
+        row["label"] = json.dumps(label)
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+CATALOGUE = {
+    "tp 4 for qwen2.5-0.5b": (
+        [
+            "actor.model_name_or_path=Qwen/Qwen2.5-0.5B",
+            "vllm.tensor_parallel_size=4",
+            "vllm.num_engines=1",
+            "train.colocate_all=false",
+            "vllm.enable_sleep=false",
+            "ds.enable_sleep=false",
+        ],
+        8,
+        "FAIL",
+        "vllm.tensor_parallel_size 4 does not divide",
+    ),
+    "empty tp": (["vllm.tensor_parallel_size=''"], 2, "FAIL", "vllm.tensor_parallel_size is empty"),
+    "gpus per node left at 8": (
+        [
+            "actor.num_gpus_per_node=null",
+            "critic.num_gpus_per_node=null",
+            "ref.num_gpus_per_node=null",
+            "vllm.num_engines=8",
+        ],
+        2,
+        "FAIL",
+        "left at OpenRLHF's default of 8, the cluster has 2",
+    ),
+    "group_norm with one sample": (
+        ["algo.advantage.estimator=group_norm", "critic=null"],
+        2,
+        "FAIL",
+        "group_norm requires n_samples_per_prompt > 1",
+    ),
+    "old flat flag": (["pretrain=Qwen/Qwen2.5-3B"], 2, "FAIL", "--pretrain: it is --actor.model_name_or_path"),
+    "reserved env var": (["recipe.env.NCCL_DEBUG=INFO"], 2, "FAIL", "NCCL_DEBUG in recipe.env"),
+    "missing dataset": (
+        ["data.prompt_dataset=data/nowhere/train.parquet", "recipe.dataset=null"],
+        2,
+        "FAIL",
+        "does not exist and no recipe.dataset makes it",
+    ),
+    "eval without remote reward": (
+        ["reward.remote_url=null", "reward.model_name_or_path=OpenRLHF/some-rm"],
+        2,
+        "FAIL",
+        "`--eval_dataset` requires",
+    ),
+    "no reward at all": (["reward.remote_url=null", "eval=null"], 2, "FAIL", "the critic needs reward.remote_url"),
+    "batches do not divide": (["train.batch_size=48"], 2, "FAIL", "is not a multiple of train.batch_size 48"),
+    "hybrid engine mismatch": (
+        ["vllm.num_engines=1"],
+        2,
+        "FAIL",
+        "hybrid engine (train.colocate_all) needs actor GPUs (2)",
+    ),
+    "instruct with base template": (
+        ["actor.model_name_or_path=Qwen/Qwen2.5-3B-Instruct"],
+        2,
+        "warn",
+        "instruct model but the prompts use the base template",
+    ),
+    "context beyond math-1.5b": (
+        ["actor.model_name_or_path=Qwen/Qwen2.5-Math-1.5B", "data.max_len=8192"],
+        2,
+        "FAIL",
+        "exceeds Qwen/Qwen2.5-Math-1.5B's context of 4096",
+    ),
+    "memory over the gpu": (["recipe.hardware.gpu_memory_gb=24"], 2, "FAIL", "fits with:"),
+    "prompts over the budget": (["data.max_len=1100"], 2, "FAIL", "exceed the budget"),
+    "more gpus than the cluster": ([], 1, "FAIL", "needs 2 GPUs, the cluster has 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CATALOGUE))
+def test_misconfiguration_is_caught_with_its_own_message(data, case):
+    overrides, gpus, status, message = CATALOGUE[case]
+    hits = [c for c in checked(data, overrides, gpus) if message in c.message]
+    assert hits and hits[0].status == status, [c.line() for c in checked(data, overrides, gpus)]
+
+
+def test_catalogue_messages_are_distinct():
+    assert len({m for *_, m in CATALOGUE.values()}) == len(CATALOGUE) >= 12
+
+
+def test_labels_without_the_tasks_fields(data, tmp_path):
+    checks = checked(data, [f"eval.dataset={bad_labels(tmp_path, data)}"])
+    assert any(
+        c.status == "FAIL" and "labels cannot be scored" in c.message and "'target'" in c.message for c in checks
+    )
+
+
+def test_http_reward_that_does_not_answer(data):
+    url = f"http://127.0.0.1:{free_port()}/get_reward"
+    checks = checked(data, [f"reward.remote_url={url}"])
+    assert any(c.status == "FAIL" and c.name == "reward" and "did not answer the probe" in c.message for c in checks)
+
+
+def test_valid_tp_sizes_match_the_reference():
+    expected = {
+        "Qwen2.5-0.5B": [1, 2, 14],
+        "Qwen2.5-1.5B": [1, 2, 4, 6, 12],
+        "Qwen2.5-3B": [1, 2, 4, 8, 16],
+        "Qwen2.5-7B": [1, 2, 4, 28],
+    }
+    for name, sizes in expected.items():
+        assert valid_tp_sizes(QWEN25[name]) == sizes
+
+
+@pytest.mark.parametrize("stage, gb", [(0, 120.0), (1, 31.4), (2, 16.6), (3, 1.9)])
+def test_model_states_follow_zeros_formulas(stage, gb):
+    # The ZeRO paper's figure 1 (DeepSpeed's docs): a 7.5B model, 64 GPUs, Adam (K = 12).
+    assert preflight.model_states_gb(7.5, stage, 64) == pytest.approx(gb, abs=0.06)
+
+
+def test_adam_offload_and_frozen_models():
+    assert preflight.model_states_gb(1.0, 2, 1, offload=True) == pytest.approx(4.0)  # bf16 weights + gradients
+    assert preflight.model_states_gb(1.0, 3, 4, trainable=False) == pytest.approx(0.5)
+
+
+def memory_share(overrides, gpus):
+    recipe = apply_overrides(load(BASE), overrides)
+    args = preflight.check(preflight.to_argv(recipe.flags))
+    gpu = recipe.meta["hardware"]["gpu_memory_gb"]
+    return (
+        sum(preflight.memory_estimate(args, preflight.models.shape(args.actor.model_name_or_path), gpu).values()) / gpu
+    )
+
+
+def test_estimate_agrees_with_what_tinyzero_users_saw():
+    # Qwen2.5-3B with TinyZero's defaults ran out of memory on 2 x 80 GB; it fits 2 x H200 (141 GB); with
+    # gradient checkpointing and smaller micro-batches it fits 80 GB.
+    assert memory_share(["recipe.hardware.gpu_memory_gb=80"], 2) > 0.9
+    assert memory_share([], 2) < 0.7
+    recipe = load(REPO / "recipes/countdown/qwen2.5-3b-ppo-2x80gb.yaml")
+    args = preflight.check(preflight.to_argv(recipe.flags))
+    assert sum(preflight.memory_estimate(args, QWEN25["Qwen2.5-3B"], 80).values()) / 80 < 0.9
+    # Qwen2.5-0.5B ran on a single 80 GB GPU.
+    single = [
+        "actor.model_name_or_path=Qwen/Qwen2.5-0.5B",
+        "actor.num_gpus_per_node=1",
+        "critic.num_gpus_per_node=1",
+        "ref.num_gpus_per_node=1",
+        "vllm.num_engines=1",
+        "recipe.hardware.gpu_memory_gb=80",
+    ]
+    assert memory_share(single, 1) < 0.9

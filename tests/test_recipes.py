@@ -1,0 +1,121 @@
+"""Recipes: every shipped recipe and ablation variant is a command line OpenRLHF 0.11.2 accepts."""
+
+from pathlib import Path
+
+import pytest
+from testkit import REPO
+
+from launch.openrlhf_cli import CommandLineError, check, flag_names
+from launch.recipe import RecipeError, apply_overrides, flatten, load, load_ablation, merge, to_argv
+
+RECIPES = sorted(p.relative_to(REPO) for p in (REPO / "recipes").glob("*/*.yaml") if p.parent.name != "ablations")
+ABLATIONS = sorted(p.relative_to(REPO) for p in (REPO / "recipes" / "ablations").glob("*.yaml"))
+VARIANTS = [(a, r) for a in ABLATIONS for r in load_ablation(REPO / a)]
+
+
+def test_the_recipes_the_project_promises_exist():
+    names = {p.name for p in RECIPES}
+    for size in ("0.5b", "1.5b", "3b", "7b"):
+        assert f"qwen2.5-{size}-ppo.yaml" in names
+    for algo in ("grpo", "reinforce", "reinforce-baseline", "rloo", "dr-grpo"):
+        assert f"qwen2.5-3b-{algo}.yaml" in names
+    assert {
+        "qwen2.5-3b-instruct-ppo.yaml",
+        "qwen2.5-math-1.5b-ppo.yaml",
+        "qwen2.5-1.5b-ppo-1gpu.yaml",
+        "qwen2.5-3b-ppo-2x80gb.yaml",
+    } <= names
+    assert Path("recipes/multiply/qwen2.5-3b-ppo.yaml") in RECIPES
+    assert {p.stem for p in ABLATIONS} == {"model-size", "base-vs-instruct", "algorithm"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=str)
+def test_recipe_is_accepted_by_openrlhfs_parser(path):
+    recipe = load(REPO / path)
+    argv = to_argv(recipe.flags)
+    assert all(t in flag_names() for t in argv if t.startswith("--"))  # exact names, not prefixes
+    args = check(argv)  # OpenRLHF's post-parse checks too
+    assert args.reward.remote_url == ["reward_funcs/openrlhf_reward.py"]
+    assert args.data.label_key == "label" and args.eval.temperature == 0.0
+    assert recipe.meta["description"] and recipe.meta["dataset"]["tool"] in ("countdown", "multiply")
+
+
+@pytest.mark.parametrize("ablation, recipe", VARIANTS, ids=lambda x: getattr(x, "name", str(x)))
+def test_ablation_variant_is_accepted(ablation, recipe):
+    check(to_argv(recipe.flags))
+
+
+def test_ablation_variants_state_only_what_changes():
+    base = load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml")
+    variants = {r.meta["variant"]: r for r in load_ablation(REPO / "recipes/ablations/model-size.yaml")}
+    changed = set(flatten(variants["qwen2.5-0.5b"].flags).items()) ^ set(flatten(base.flags).items())
+    assert {k for k, _ in changed} == {"actor.model_name_or_path"}
+    assert flatten(variants["qwen2.5-3b"].flags) == flatten(base.flags)
+
+
+@pytest.mark.parametrize("variant", ["grpo", "reinforce", "reinforce-baseline", "rloo", "dr-grpo"])
+def test_algorithm_variants_equal_their_recipes(variant):
+    variants = {r.meta["variant"]: r for r in load_ablation(REPO / "recipes/ablations/algorithm.yaml")}
+    standalone = load(REPO / f"recipes/countdown/qwen2.5-3b-{variant}.yaml")
+    assert flatten(variants[variant].flags) == flatten(standalone.flags)
+
+
+def test_to_argv_rules():
+    flags = {
+        "actor": {"adam": {"lr": 1.0e-6}, "model_name_or_path": "m"},
+        "train": {"colocate_all": True},
+        "ds": {"packing_samples": False, "zero_stage": None},
+        "algo": {"dynamic_filtering_range": [0.0, 1.0]},
+    }
+    assert to_argv(flags) == [
+        "--actor.adam.lr",
+        "1e-06",
+        "--actor.model_name_or_path",
+        "m",
+        "--train.colocate_all",
+        "--algo.dynamic_filtering_range",
+        "0.0",
+        "1.0",
+    ]
+
+
+def test_overrides_are_read_as_yaml():
+    recipe = load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml")
+    changed = apply_overrides(
+        recipe, ["actor.adam.lr=5e-7", "train.colocate_all=false", "critic=null", "recipe.hardware.gpus=4"]
+    )
+    assert changed.get("actor.adam.lr") == 5e-7 and changed.get("train.colocate_all") is False
+    assert "critic.adam.lr" not in changed.flat() and changed.meta["hardware"]["gpus"] == 4
+    assert recipe.get("actor.adam.lr") == 1e-6  # the original is untouched
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
+        apply_overrides(recipe, ["actor.adam.lr"])
+
+
+def test_merge_deletes_with_null():
+    assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": None, "d": 3}}) == {"a": {"b": 1, "d": 3}}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("pretrain: Qwen/Qwen2.5-3B\n", "old flat OpenRLHF flag, now actor.model_name_or_path"),
+        ("actor: [1, 2\n", "not valid YAML"),
+        ("- a\n- b\n", "a recipe is a mapping"),
+        ("base: x.yaml\nvariants: {a: {}}\n", "is an ablation"),
+    ],
+)
+def test_bad_recipes_name_the_fix(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match=message):
+        load(path)
+
+
+def test_old_flag_names_are_refused_with_the_new_name():
+    with pytest.raises(CommandLineError, match="--pretrain: it is --actor.model_name_or_path"):
+        check(["--pretrain", "Qwen/Qwen2.5-3B"])
+
+
+def test_prefixes_are_refused_though_argparse_would_accept_them():
+    with pytest.raises(CommandLineError, match="--actor.model_name"):
+        check(["--actor.model_name", "Qwen/Qwen2.5-3B"])
