@@ -5,7 +5,8 @@
 
 A task module defines `score(response, label) -> Score` (a pure function of the model's text and the label),
 `RESPONSE_MARKERS` (where TinyZero cuts a decoded prompt + response that does not start with its prompt),
-`check_label(label)`, and `reference_answer(label)` (a correct answer, or None; preflight scores it). Adding a task is one module plus one line in `TASKS`; see README.md.
+`check_label(label)`, and `reference_answer(label)` (a correct answer or None; preflight scores it). Adding a
+task is one module plus one line in `TASKS`; see README.md.
 
 OpenRLHF reaches these scorers through `reward_funcs/openrlhf_reward.py` (a `--reward.remote_url` file).
 """

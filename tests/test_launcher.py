@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 from testkit import REPO
 
 from launch import __main__ as cli
@@ -106,3 +107,47 @@ def test_make_train_stops_at_the_gpu_check_without_installing_anything():
     assert "installing the GPU runtime" not in result.stdout and "generating" not in result.stdout
     assert sorted(p.name for p in (REPO / ".venv").glob(".runtime-*")) == before
     assert subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True).returncode != 0
+
+
+def test_missing_dataset_is_generated_before_submission(tmp_path):
+    out = tmp_path / "generated"
+    recipe = cli.apply_overrides(
+        load(RECIPE),
+        [
+            f"recipe.dataset.out={out}",
+            "recipe.dataset.args=[--train-size, 40, --test-size, 10]",
+            f"data.prompt_dataset={out / 'train.parquet'}",
+            f"eval.dataset={out / 'test.parquet'}",
+        ],
+    )
+    cli.ensure_dataset(recipe)
+    assert (out / "train.parquet").is_file() and (out / "test.parquet").is_file()
+    cli.ensure_dataset(recipe)  # present: nothing to do, nothing overwritten
+    with pytest.raises(cli.LaunchError, match="no recipe.dataset"):
+        cli.ensure_dataset(cli.apply_overrides(recipe, ["recipe.dataset=null", "eval.dataset=/nowhere/test.parquet"]))
+
+
+def test_sweep_dry_run_covers_every_variant():
+    result = subprocess.run(
+        [sys.executable, "-m", "launch", "sweep", "recipes/ablations/algorithm.yaml", "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if line.startswith("ray job submit")]
+    assert len(commands) == 6
+    estimators = [shlex.split(c)[shlex.split(c).index("--algo.advantage.estimator") + 1] for c in commands]
+    assert estimators == ["gae", "group_norm", "reinforce", "reinforce_baseline", "rloo", "dr_grpo"]
+
+
+def test_bad_recipe_path_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "launch", "train", "recipes/nope.yaml", "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no such recipe file" in result.stderr
