@@ -55,14 +55,14 @@ def chain_of_thought(rng: random.Random, numbers: list[int], tokens: int) -> str
     return "".join(steps)
 
 
-def realistic_corpus(n: int, seed: int = 0) -> list[tuple[str, str, dict]]:
-    """(query, prompt, label) triples."""
+def realistic_corpus(n: int, seed: int = 0, tokens: tuple[int, int] = (300, 1000)) -> list[tuple[str, str, dict]]:
+    """(query, prompt, label) triples; chains of thought of `tokens` tokens."""
     rng = random.Random(seed)
     corpus = []
     for _ in range(n):
         numbers, target, solution = puzzle(rng)
         prompt = tinyzero_baseline.countdown_prompt(numbers, target)
-        thought = chain_of_thought(rng, numbers, rng.randint(300, 1000))
+        thought = chain_of_thought(rng, numbers, rng.randint(*tokens))
         kind = rng.random()
         if kind < 0.4:
             ending = f"</think>\n<answer> {solution} </answer><|endoftext|>"

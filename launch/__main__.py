@@ -138,6 +138,15 @@ def _resume(run: Path) -> tuple[Recipe, list[str]]:
 
 def launch(recipe: Recipe, args, argv: list[str] | None = None, run: Path | None = None) -> int:
     address = args.address
+    services = None
+    if recipe.meta.get("reward_service"):
+        if address is not None:
+            raise LaunchError(
+                "recipe.reward_service starts services on this machine, for a single-node run; on a "
+                "cluster run python -m reward_funcs.server on a node and set reward.remote_url to it"
+            )
+        services = jobs.RewardServices(recipe.meta["reward_service"])
+        recipe = apply_overrides(recipe, [f"reward.remote_url={','.join(services.urls)}"])
     if args.dry_run:
         run = run or Path(args.runs_dir) / recipe.name / "<timestamp>"
         argv = argv or jobs.training_argv(recipe, run, REPO)
@@ -151,6 +160,16 @@ def launch(recipe: Recipe, args, argv: list[str] | None = None, run: Path | None
         print("preflight failed: nothing was submitted", file=sys.stderr)
         return 1
     ensure_dataset(recipe)
+    if services:
+        services.start()
+    try:
+        return _checked_launch(recipe, args, argv, run, address, gpus)
+    finally:
+        if services:
+            services.stop()
+
+
+def _checked_launch(recipe: Recipe, args, argv, run, address, gpus) -> int:
     args_ = check(jobs.training_argv(recipe, REPO / "runs" / "preflight", REPO))
     if not print_checks(preflight.check_data(recipe, args_, REPO) + preflight.check_http_reward(args_, REPO)):
         print("preflight failed: nothing was submitted", file=sys.stderr)

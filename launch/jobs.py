@@ -196,3 +196,52 @@ def follow(address: str, job_id: str, out=sys.stdout) -> str:
             return str(status.value)
         time.sleep(1)
     return str(client.get_job_status(job_id).value)
+
+
+# ---- reward services -----------------------------------------------------------------------------------------
+
+
+class RewardServices:
+    """`recipe.reward_service: {instances: N, workers: W, port: P}`: N local services on ports P, P+1, ... for a
+    single-node run; OpenRLHF gets their URLs comma-separated and uses them round-robin."""
+
+    def __init__(self, spec: dict):
+        self.instances = int(spec.get("instances", 1))
+        self.workers = int(spec.get("workers", 1))
+        first = spec.get("port")
+        self.ports = (
+            [int(first) + i for i in range(self.instances)] if first else [free_port() for _ in range(self.instances)]
+        )
+        self.urls = [f"http://127.0.0.1:{port}/get_reward" for port in self.ports]
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> list[str]:
+        import urllib.request
+
+        for port in self.ports:
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "reward_funcs.server", "--port", str(port), "--workers", str(self.workers)],
+                    cwd=Path(__file__).resolve().parents[1],
+                )
+            )
+        for url, process in zip(self.urls, self.processes, strict=True):
+            for _ in range(300):
+                try:
+                    with urllib.request.urlopen(url.replace("/get_reward", "/health"), timeout=1):
+                        break
+                except OSError:
+                    if process.poll() is not None:
+                        self.stop()
+                        raise RuntimeError(f"the reward service for {url} exited with status {process.returncode}")
+                    time.sleep(0.1)
+            else:
+                self.stop()
+                raise RuntimeError(f"the reward service for {url} did not answer /health")
+        return self.urls
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=60)

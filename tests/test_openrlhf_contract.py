@@ -1,7 +1,6 @@
 """The reward file through OpenRLHF 0.11.2's own code: `SingleTurnAgentExecutor` loads it by path, calls it on
 each generated sample, and `SamplesGenerator` turns the result into the Experience that PPO trains on."""
 
-import asyncio
 import json
 import logging
 import os
@@ -15,72 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from openrlhf.utils.agent import SingleTurnAgentExecutor
-from testkit import REPO, REWARD_FILE, countdown_label, multiply_label
-
-from bench import tinyzero_baseline
-
-CD_PROMPT = tinyzero_baseline.countdown_prompt([44, 19, 35], 60)
-CD_LABEL = countdown_label([44, 19, 35], 60)
-MUL_PROMPT = tinyzero_baseline.multiply_prompt(12, 34)
-MUL_LABEL = multiply_label(12, 34)
-LONG_THOUGHT = " 44 + 19 = 63, too big. 63 - 35 = 28, no. " * 20
-
-# (prompt, label, completion, max_tokens, reward, accuracy, format)
-CASES = {
-    "countdown-correct": (
-        CD_PROMPT,
-        CD_LABEL,
-        " 44-19=25 </think>\n<answer>(44 - 19) + 35</answer><|endoftext|>",
-        1024,
-        1.0,
-        1.0,
-        1.0,
-    ),
-    "countdown-wrong": (
-        CD_PROMPT,
-        CD_LABEL,
-        " </think>\n<answer>44 + 19 - 35</answer><|endoftext|>",
-        1024,
-        0.1,
-        0.0,
-        1.0,
-    ),
-    "countdown-unformatted": (CD_PROMPT, CD_LABEL, " so (44 - 19) + 35 = 60.<|endoftext|>", 1024, 0.0, 0.0, 0.0),
-    "countdown-truncated": (
-        CD_PROMPT,
-        CD_LABEL,
-        LONG_THOUGHT + "</think>\n<answer>(44 - 19) + 35</answer>",
-        64,
-        0.0,
-        0.0,
-        0.0,
-    ),
-    "multiply-correct": (
-        MUL_PROMPT,
-        MUL_LABEL,
-        " 12*34=408 </think> <answer>408</answer>\n<|endoftext|>",
-        1024,
-        1.0,
-        1.0,
-        1.0,
-    ),
-    "multiply-wrong": (MUL_PROMPT, MUL_LABEL, " </think> <answer>418</answer><|endoftext|>", 1024, 0.1, 0.0, 1.0),
-    "multiply-unformatted": (MUL_PROMPT, MUL_LABEL, " it is 408<|endoftext|>", 1024, 0.0, 0.0, 0.0),
-    "multiply-truncated": (
-        MUL_PROMPT,
-        MUL_LABEL,
-        " 12*34 is " + "4" * 100 + " <answer>408</answer>",
-        40,
-        0.0,
-        0.0,
-        0.0,
-    ),
-}
-
-
-def run_executor(executor, prompt, label, engine, tokenizer, max_tokens, max_length=4096):
-    params = SimpleNamespace(max_tokens=max_tokens, logprobs=None)
-    return asyncio.run(executor.execute(prompt, label, params, max_length, tokenizer, engine))
+from testkit import CASES, CD_PROMPT, REPO, REWARD_FILE, run_executor
 
 
 @pytest.fixture(scope="module")

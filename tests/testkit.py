@@ -1,8 +1,11 @@
-"""What several test modules share: paths, OpenRLHF stand-ins for the GPU side, label builders."""
+"""What several test modules share: paths, OpenRLHF stand-ins for the GPU side, labels, contract cases."""
 
+import asyncio
 import json
 from pathlib import Path
 from types import SimpleNamespace
+
+from bench import tinyzero_baseline
 
 REPO = Path(__file__).resolve().parents[1]
 REWARD_FILE = REPO / "reward_funcs" / "openrlhf_reward.py"
@@ -41,3 +44,69 @@ def countdown_label(numbers, target, **extra):
 
 def multiply_label(a, b):
     return json.dumps({"task": "multiply", "numbers": [a, b], "product": a * b})
+
+
+# ---- the contract cases: what OpenRLHF's executor must deliver for each kind of completion
+
+CD_PROMPT = tinyzero_baseline.countdown_prompt([44, 19, 35], 60)
+CD_LABEL = countdown_label([44, 19, 35], 60)
+MUL_PROMPT = tinyzero_baseline.multiply_prompt(12, 34)
+MUL_LABEL = multiply_label(12, 34)
+LONG_THOUGHT = " 44 + 19 = 63, too big. 63 - 35 = 28, no. " * 20
+
+# (prompt, label, completion, max_tokens, reward, accuracy, format)
+CASES = {
+    "countdown-correct": (
+        CD_PROMPT,
+        CD_LABEL,
+        " 44-19=25 </think>\n<answer>(44 - 19) + 35</answer><|endoftext|>",
+        1024,
+        1.0,
+        1.0,
+        1.0,
+    ),
+    "countdown-wrong": (
+        CD_PROMPT,
+        CD_LABEL,
+        " </think>\n<answer>44 + 19 - 35</answer><|endoftext|>",
+        1024,
+        0.1,
+        0.0,
+        1.0,
+    ),
+    "countdown-unformatted": (CD_PROMPT, CD_LABEL, " so (44 - 19) + 35 = 60.<|endoftext|>", 1024, 0.0, 0.0, 0.0),
+    "countdown-truncated": (
+        CD_PROMPT,
+        CD_LABEL,
+        LONG_THOUGHT + "</think>\n<answer>(44 - 19) + 35</answer>",
+        64,
+        0.0,
+        0.0,
+        0.0,
+    ),
+    "multiply-correct": (
+        MUL_PROMPT,
+        MUL_LABEL,
+        " 12*34=408 </think> <answer>408</answer>\n<|endoftext|>",
+        1024,
+        1.0,
+        1.0,
+        1.0,
+    ),
+    "multiply-wrong": (MUL_PROMPT, MUL_LABEL, " </think> <answer>418</answer><|endoftext|>", 1024, 0.1, 0.0, 1.0),
+    "multiply-unformatted": (MUL_PROMPT, MUL_LABEL, " it is 408<|endoftext|>", 1024, 0.0, 0.0, 0.0),
+    "multiply-truncated": (
+        MUL_PROMPT,
+        MUL_LABEL,
+        " 12*34 is " + "4" * 100 + " <answer>408</answer>",
+        40,
+        0.0,
+        0.0,
+        0.0,
+    ),
+}
+
+
+def run_executor(executor, prompt, label, engine, tokenizer, max_tokens, max_length=4096):
+    params = SimpleNamespace(max_tokens=max_tokens, logprobs=None)
+    return asyncio.run(executor.execute(prompt, label, params, max_length, tokenizer, engine))

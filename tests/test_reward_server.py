@@ -1,0 +1,260 @@
+"""The reward service over real HTTP on loopback: OpenRLHF's own client against it, every kind of bad input,
+metrics, and a clean stop on SIGTERM."""
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+from openrlhf.utils.agent import SingleTurnAgentExecutor
+from testkit import CASES, REPO, REWARD_FILE, countdown_label, run_executor
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(*args):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reward_funcs.server", "--port", str(port), *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                assert json.loads(r.read()) == {"status": "ok"}
+                return process, url
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(process.stderr.read())
+
+
+@pytest.fixture(scope="module")
+def server():
+    process, url = start_server("--max-body-mb", "1")
+    yield url
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def post(url, body, path="/get_reward", content_type="application/json"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+GOOD = {
+    "query": ["Assistant: </think>\n<answer>44 - 19 + 35</answer>"],
+    "prompts": [None],
+    "labels": [countdown_label([44, 19, 35], 60)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_openrlhfs_client_gets_what_the_file_gives(server, case, char_tokenizer, stand_in_engine):
+    prompt, label, completion, max_tokens, *_ = CASES[case]
+    over_http = run_executor(
+        SingleTurnAgentExecutor(server + "/get_reward"),
+        prompt,
+        label,
+        stand_in_engine(completion),
+        char_tokenizer,
+        max_tokens,
+    )
+    from_file = run_executor(
+        SingleTurnAgentExecutor(str(REWARD_FILE)),
+        prompt,
+        label,
+        stand_in_engine(completion),
+        char_tokenizer,
+        max_tokens,
+    )
+    assert torch.tensor(over_http["reward"]).flatten().tolist() == from_file["reward"].tolist()
+    assert torch.tensor(over_http["scores"]).flatten().tolist() == from_file["scores"].tolist()
+    for key in ("accuracy", "format"):
+        assert over_http["extra_logs"][key] == from_file["extra_logs"][key].tolist()
+
+
+def test_bare_url_and_batches(server):
+    status, answer = post(server, {key: value * 3 for key, value in GOOD.items()}, path="/")
+    assert status == 200 and answer["rewards"] == [1.0, 1.0, 1.0] and answer["extra_logs"]["format"] == [1.0] * 3
+
+
+def test_several_urls_round_robin(server, char_tokenizer, stand_in_engine):
+    other, other_url = start_server()
+    try:
+        executor = SingleTurnAgentExecutor([server + "/get_reward", other_url + "/get_reward"])
+        prompt, label, completion, max_tokens, reward, *_ = CASES["countdown-correct"]
+        for _ in range(4):
+            out = run_executor(executor, prompt, label, stand_in_engine(completion), char_tokenizer, max_tokens)
+            assert out["reward"] == [reward]
+        with urllib.request.urlopen(other_url + "/metrics") as r:
+            assert 'reward_requests_total{status="200"} 2.0' in r.read().decode()
+    finally:
+        other.send_signal(signal.SIGTERM)
+        other.wait(timeout=30)
+
+
+BAD = {
+    "invalid json": (b"{not json", 400, "not valid JSON"),
+    "not an object": (b"[1, 2]", 400, "must be a JSON object"),
+    "missing key": ({"query": ["x"], "prompts": ["x"]}, 400, 'missing "labels"'),
+    "unequal lengths": (
+        {"query": ["x", "y"], "prompts": ["x"], "labels": ["{}"]},
+        400,
+        "equal lengths, got 2, 1 and 1",
+    ),
+    "wrong list type": ({"query": "x", "prompts": ["x"], "labels": ["{}"]}, 400, '"query" must be a list'),
+    "wrong item type": ({"query": [1], "prompts": ["x"], "labels": ["{}"]}, 400, '"query"[0] and "prompts"[0] must be'),
+    "unknown task": ({"query": ["x"], "prompts": ["x"], "labels": ['{"task": "sudoku"}']}, 422, "'sudoku'"),
+    "malformed label": (
+        {"query": ["x"], "prompts": ["x"], "labels": ['{"task": "countdown", "target": "60"}']},
+        422,
+        "'target' must be an integer",
+    ),
+    "label not json": ({"query": ["x"], "prompts": ["x"], "labels": ["{oops"]}, 422, "not valid JSON"),
+    "label wrong type": ({"query": ["x"], "prompts": ["x"], "labels": [5]}, 422, "must be a JSON object"),
+    "body over the limit": (b'{"query": ["' + b"x" * (2 << 20) + b'"]}', 413, "over the 1 MB limit"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_gets_a_4xx_and_the_service_stays_up(server, case):
+    body, status, message = BAD[case]
+    got, answer = post(server, body)
+    assert got == status and message in answer["error"], answer
+    assert post(server, GOOD) == (
+        200,
+        {"rewards": [1.0], "scores": [1.0], "extra_logs": {"accuracy": [1.0], "format": [1.0]}},
+    )
+
+
+def test_malformed_completion_scores_zero(server):
+    body = {**GOOD, "query": ["\x00" * 1000 + "<answer>" * 500]}
+    assert post(server, body)[1]["rewards"] == [0.0]
+
+
+def test_metrics_count_requests_errors_and_rewards(server):
+    fresh, url = start_server()
+    try:
+        post(url, GOOD)
+        post(url, {**GOOD, "query": ["Assistant: <answer>1</answer>"]})
+        post(url, b"{not json")
+        with urllib.request.urlopen(url + "/metrics") as r:
+            text = r.read().decode()
+        for line in (
+            'reward_requests_total{status="200"} 2.0',
+            'reward_requests_total{status="400"} 1.0',
+            'reward_errors_total{kind="malformed"} 1.0',
+            "reward_samples_total 2.0",
+            "reward_mean_reward 0.55",
+            "reward_accuracy 0.5",
+        ):
+            assert line in text, text
+    finally:
+        fresh.send_signal(signal.SIGTERM)
+        fresh.wait(timeout=30)
+
+
+def test_stops_cleanly_on_sigterm_finishing_requests_in_flight():
+    process, url = start_server()
+
+    async def in_flight():
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            tasks = [
+                session.post(url + "/get_reward", json={key: value * 200 for key, value in GOOD.items()})
+                for _ in range(20)
+            ]
+            pending = [asyncio.ensure_future(t) for t in tasks]
+            await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            statuses = []
+            for p in pending:
+                try:
+                    async with await p as r:
+                        statuses.append(r.status)
+                except aiohttp.ClientError:
+                    statuses.append(None)
+            return statuses
+
+    statuses = asyncio.run(in_flight())
+    assert process.wait(timeout=30) == 0
+    assert statuses.count(200) >= 1 and all(s in (200, None) for s in statuses)
+    assert "Traceback" not in process.stderr.read()
+
+
+def test_bad_command_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "reward_funcs.server", "--workers", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+
+
+def test_launcher_starts_services_and_preflight_probes_them(tmp_path):
+    from data_tools import countdown
+    from launch import jobs, preflight
+    from launch.openrlhf_cli import check
+    from launch.recipe import apply_overrides, load
+
+    data = tmp_path / "countdown"
+    countdown.main(["--out", str(data), "--train-size", "30", "--test-size", "10"])
+    services = jobs.RewardServices({"instances": 2})
+    recipe = apply_overrides(
+        load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"),
+        [f"reward.remote_url={','.join(services.urls)}", f"eval.dataset={data / 'test.parquet'}"],
+    )
+    args = check(jobs.training_argv(recipe, tmp_path / "run", REPO))
+    assert args.reward.remote_url == services.urls and len(set(services.urls)) == 2
+    assert [c.status for c in preflight.check_http_reward(args, REPO)] == ["FAIL", "FAIL"]  # not started yet
+    services.start()
+    try:
+        assert [c.status for c in preflight.check_http_reward(args, REPO)] == ["ok", "ok"]
+    finally:
+        services.stop()
+    assert all(p.returncode == 0 for p in services.processes)
+
+
+def test_dry_run_with_services_passes_their_urls():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch",
+            "train",
+            "recipes/countdown/qwen2.5-3b-ppo.yaml",
+            "--dry-run",
+            "--set",
+            "recipe.reward_service={instances: 2, port: 6100}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--reward.remote_url http://127.0.0.1:6100/get_reward,http://127.0.0.1:6101/get_reward" in result.stdout
