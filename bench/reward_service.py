@@ -139,7 +139,7 @@ def main() -> None:
     size = statistics.mean(len(b) for b in bodies)
     print(
         f"{args.requests:,} requests of one sample ({size / 1e3:.1f} kB each, completions of ~1,000 tokens), "
-        f"{args.concurrency} concurrent clients, a fresh aiohttp session per request; {args.workers} server worker(s)"
+        f"{args.concurrency} concurrent clients; {args.workers} server worker(s)"
     )
 
     uvicorn = [

@@ -233,7 +233,9 @@ class RewardServices:
                 except OSError:
                     if process.poll() is not None:
                         self.stop()
-                        raise RuntimeError(f"the reward service for {url} exited with status {process.returncode}")
+                        raise RuntimeError(
+                            f"the reward service for {url} exited with status {process.returncode}"
+                        ) from None
                     time.sleep(0.1)
             else:
                 self.stop()
