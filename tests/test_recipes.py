@@ -119,3 +119,17 @@ def test_old_flag_names_are_refused_with_the_new_name():
 def test_prefixes_are_refused_though_argparse_would_accept_them():
     with pytest.raises(CommandLineError, match="--actor.model_name"):
         check(["--actor.model_name", "Qwen/Qwen2.5-3B"])
+
+
+@pytest.mark.parametrize(
+    "ablation, variant, standalone",
+    [("algorithm", v, f"qwen2.5-3b-{v}") for v in ("grpo", "reinforce", "reinforce-baseline", "rloo", "dr-grpo")]
+    + [("model-size", f"qwen2.5-{s}", f"qwen2.5-{s}-ppo") for s in ("0.5b", "1.5b", "3b", "7b")]
+    + [("base-vs-instruct", "instruct", "qwen2.5-3b-instruct-ppo")],
+)
+def test_variants_quote_the_same_published_figures_as_their_recipes(ablation, variant, standalone):
+    variants = {r.meta["variant"]: r for r in load_ablation(REPO / f"recipes/ablations/{ablation}.yaml")}
+    recipe = load(REPO / f"recipes/countdown/{standalone}.yaml")
+    assert [e["source"] for e in variants[variant].meta.get("expected") or []] == [
+        e["source"] for e in recipe.meta.get("expected") or []
+    ]

@@ -1,0 +1,99 @@
+"""Metrics over scored completions: accuracy, TinyZero's mean reward, format rate, pass@k, lengths, truncation,
+and how often the thinking shows verification, backtracking and enumeration of attempts."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Iterable
+
+# Behaviour patterns over the model's text (case-insensitive). Each is a phrase family people look for in
+# TinyZero's outputs when the "aha moment" comes; tests/test_analysis.py holds written examples of each.
+BEHAVIOURS = {
+    # checking a candidate: "let me check", "verify", substituting back ("... = 60, correct")
+    "verification": re.compile(
+        r"\b(?:let me (?:check|verify|double[- ]check)|let's (?:check|verify)|to verify|verif(?:y|ying|ied)\b|"
+        r"double[- ]check|check(?:ing)? (?:again|if|whether|the))"
+        r"|= ?\d+(?:\.\d+)?,? (?:which is )?(?:correct|right)\b",
+        re.IGNORECASE,
+    ),
+    # abandoning a line of work: "wait", "that doesn't work", "try another", "not quite", "instead"
+    "backtracking": re.compile(
+        r"\b(wait\b|that (?:doesn'?t|does not|won'?t|will not) work|(?:doesn'?t|does not) work|"
+        r"try (?:another|a different|again|something else)|not (?:quite|right|correct)|"
+        r"(?:too (?:big|small|high|low|large))|let me (?:try|reconsider|rethink)|instead)",
+        re.IGNORECASE,
+    ),
+    # listing attempts one after another: "first try", "another (option|combination)", numbered tries
+    "enumeration": re.compile(
+        r"\b(first,? (?:let's|let me|i'?ll) try|(?:another|next) (?:option|combination|possibility|attempt|try)|"
+        r"(?:option|attempt|try) (?:\d+|one|two|three)\b|what if|alternatively)",
+        re.IGNORECASE,
+    ),
+}
+
+
+def behaviours(text: str) -> dict[str, bool]:
+    return {name: bool(pattern.search(text)) for name, pattern in BEHAVIOURS.items()}
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), for n samples of which c are correct."""
+    if not 0 < k <= n:
+        raise ValueError(f"pass@{k} needs 1 <= k <= n = {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def length_stats(lengths: Iterable[int]) -> dict[str, float]:
+    values = sorted(lengths)
+    if not values:
+        return {"mean": 0.0, "median": 0.0, "p90": 0.0}
+    p90 = values[min(len(values) - 1, math.ceil(0.9 * len(values)) - 1)]
+    return {"mean": statistics.fmean(values), "median": float(statistics.median(values)), "p90": float(p90)}
+
+
+def summarize(samples: list[dict], n: int) -> dict:
+    """Metrics for samples (each: prompt_index, reward, correct, formatted, tokens, truncated, response);
+    `n` samples per prompt."""
+    if not samples:
+        return {"samples": 0}
+    by_prompt: dict[int, list[dict]] = {}
+    for s in samples:
+        by_prompt.setdefault(s["prompt_index"], []).append(s)
+    metrics = {
+        "prompts": len(by_prompt),
+        "samples": len(samples),
+        "accuracy": statistics.fmean(s["correct"] for s in samples),
+        "mean_reward": statistics.fmean(s["reward"] for s in samples),
+        "format_rate": statistics.fmean(s["formatted"] for s in samples),
+        "truncation_rate": statistics.fmean(s["truncated"] for s in samples),
+        "length": length_stats(s["tokens"] for s in samples),
+    }
+    for k in range(1, n + 1):
+        metrics[f"pass@{k}"] = statistics.fmean(
+            pass_at_k(len(group), sum(s["correct"] for s in group), k) for group in by_prompt.values()
+        )
+    for name in BEHAVIOURS:
+        metrics[f"{name}_rate"] = statistics.fmean(behaviours(s["response"])[name] for s in samples)
+    return metrics
+
+
+def by_group(samples: list[dict], key, n: int) -> dict[str, dict]:
+    """`summarize` per value of key(sample) (e.g. how many numbers, difficulty band)."""
+    groups: dict[str, list[dict]] = {}
+    for s in samples:
+        groups.setdefault(str(key(s)), []).append(s)
+    return {name: summarize(group, n) for name, group in sorted(groups.items())}
+
+
+def difficulty_band(solutions: int | None) -> str:
+    """Bands of the solver's rating (combinations reaching the target): fewer is harder."""
+    if solutions is None:
+        return "unrated"
+    for upper, name in ((2, "1-2 (hard)"), (8, "3-8"), (32, "9-32")):
+        if solutions <= upper:
+            return name
+    return "33+ (easy)"

@@ -1,0 +1,339 @@
+"""analysis: metrics, behaviour patterns, evaluation (transformers on a tiny model; vLLM up to its call),
+TensorBoard curves and the ablation report."""
+
+import json
+import math
+import sys
+from types import SimpleNamespace
+
+import pytest
+from testkit import REPO
+
+from analysis import curves, evaluate, metrics, report
+from data_tools import countdown
+from reward_funcs import score_sample
+
+# ---- metrics -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, c, k", [(5, 2, 1), (5, 2, 2), (5, 0, 3), (5, 4, 2), (8, 3, 4), (1, 1, 1)])
+def test_pass_at_k_is_the_unbiased_estimator(n, c, k):
+    assert metrics.pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k))
+
+
+def test_pass_at_k_refuses_k_above_n():
+    with pytest.raises(ValueError):
+        metrics.pass_at_k(2, 1, 3)
+
+
+def test_length_stats():
+    assert metrics.length_stats(range(1, 11)) == {"mean": 5.5, "median": 5.5, "p90": 9.0}
+    assert metrics.length_stats([]) == {"mean": 0.0, "median": 0.0, "p90": 0.0}
+
+
+def sample(i, correct, reward, tokens=10, truncated=False, response="", formatted=True):
+    return {
+        "prompt_index": i,
+        "correct": correct,
+        "reward": reward,
+        "formatted": formatted,
+        "tokens": tokens,
+        "truncated": truncated,
+        "response": response,
+    }
+
+
+def test_summarize_by_hand():
+    samples = [
+        sample(0, True, 1.0, 10),
+        sample(0, False, 0.1, 20, True),
+        sample(1, False, 0.0, 30, True, "", False),
+        sample(1, False, 0.1, 40),
+    ]
+    m = metrics.summarize(samples, 2)
+    assert (m["prompts"], m["samples"]) == (2, 4)
+    assert m["accuracy"] == 0.25 and m["mean_reward"] == pytest.approx(0.3) and m["format_rate"] == 0.75
+    assert m["truncation_rate"] == 0.5 and m["length"]["mean"] == 25
+    assert m["pass@1"] == 0.25 and m["pass@2"] == 0.5
+
+
+POSITIVE = {
+    "verification": [
+        "Let me check: 44 - 19 = 25, 25 + 35 = 60.",
+        "To verify, substitute back.",
+        "(44 - 19) + 35 = 60, which is correct",
+        "I'll double-check the sum.",
+    ],
+    "backtracking": [
+        "Wait, that doesn't work.",
+        "63 is too big.",
+        "Let me try another way.",
+        "Not quite, instead use 35.",
+    ],
+    "enumeration": [
+        "First, let's try 44 + 19.",
+        "Another combination: 35 * 2.",
+        "What if we subtract?",
+        "Alternatively, divide.",
+    ],
+}
+NEGATIVE = ["44 + 19 = 63. 63 - 35 = 28.", "The answer is (44 - 19) + 35.", "<answer> 408 </answer>"]
+
+
+@pytest.mark.parametrize("name", sorted(POSITIVE))
+def test_behaviour_patterns(name):
+    for text in POSITIVE[name]:
+        assert metrics.behaviours(text)[name], text
+    for text in NEGATIVE:
+        assert not metrics.behaviours(text)[name], text
+
+
+# ---- evaluation ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "countdown"
+    countdown.main(["--out", str(out), "--train-size", "10", "--test-size", "6"])
+    return out / "test.parquet"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, dataset):
+    """A random 2-layer Qwen2 and a byte-level BPE tokenizer trained here, saved like a checkpoint."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    rows = evaluate.read_rows(dataset)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        [r["prompt"] for r in rows] * 3,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    path = tmp_path_factory.mktemp("model") / "final"
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def rescored(out, dataset):
+    rows = evaluate.read_rows(dataset)
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    for s in samples:
+        prompt = rows[s["prompt_index"]]["prompt"]
+        assert score_sample(prompt + s["response"], prompt, rows[s["prompt_index"]]["label"]).reward == s["reward"]
+    return samples
+
+
+def test_end_to_end_with_transformers_on_a_tiny_model(tiny_model, dataset, tmp_path):
+    out = tmp_path / "eval"
+    assert (
+        evaluate.main(
+            [
+                "--model",
+                str(tiny_model),
+                "--data",
+                str(dataset),
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                "12",
+                "--backend",
+                "transformers",
+            ]
+        )
+        == 0
+    )
+    assert {p.name for p in out.iterdir()} == {"results.json", "samples.jsonl", "summary.md"}
+    results = json.loads((out / "results.json").read_text())
+    samples = rescored(out, dataset)
+    assert len(samples) == 6 and results["metrics"]["accuracy"] == sum(s["correct"] for s in samples) / 6
+    assert results["metrics"]["mean_reward"] == pytest.approx(sum(s["reward"] for s in samples) / 6)
+    assert results["settings"]["temperature"] == 0.0 and results["settings"]["backend"] == "transformers"
+    assert all(s["tokens"] <= 12 for s in samples)
+    assert "| accuracy |" in (out / "summary.md").read_text()
+    assert evaluate.main(["--model", str(tiny_model), "--data", str(dataset), "--out", str(out)]) == 2  # no --force
+
+
+def test_sampling_gives_pass_at_k(tiny_model, dataset, tmp_path):
+    out = tmp_path / "eval"
+    assert (
+        evaluate.main(
+            [
+                "--model",
+                str(tiny_model),
+                "--data",
+                str(dataset),
+                "--out",
+                str(out),
+                "--n",
+                "3",
+                "--temperature",
+                "1.0",
+                "--max-new-tokens",
+                "8",
+                "--backend",
+                "transformers",
+            ]
+        )
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())["metrics"]
+    assert results["samples"] == 18 and {"pass@1", "pass@2", "pass@3"} <= set(results)
+    rescored(out, dataset)
+
+
+def test_run_folder_evaluates_final_and_checkpoints(tiny_model, dataset, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run / "final")
+    shutil.copytree(tiny_model, run / "ckpt" / "global_step100_hf")
+    (run / "recipe.yaml").write_text(f"recipe: {{name: r}}\neval: {{dataset: {dataset}}}\n")
+    assert evaluate.main(["--run", str(run), "--max-new-tokens", "4", "--backend", "transformers"]) == 0
+    assert {p.name for p in (run / "eval").iterdir()} == {"final", "ckpt_global_step100_hf"}
+
+
+class ReferenceBackend:
+    """A model that always writes the reference solution: the metrics must then be perfect."""
+
+    name = "reference"
+    tokenizer = None
+
+    def __init__(self, rows):
+        self.answers = {r["prompt"]: json.loads(r["label"])["solution"] for r in rows}
+
+    def generate(self, prompts):
+        return [
+            [
+                evaluate.Completion(
+                    f" Let me check: ok </think>\n<answer>{self.answers[p]}</answer><|endoftext|>", 20, False
+                )
+            ]
+            for p in prompts
+        ]
+
+
+def test_metrics_of_a_perfect_model(dataset):
+    rows = evaluate.read_rows(dataset)
+    results, samples = evaluate.evaluate(ReferenceBackend(rows), rows, evaluate.Settings(), progress=False)
+    assert results["accuracy"] == results["mean_reward"] == results["format_rate"] == 1.0
+    assert results["verification_rate"] == 1.0 and results["backtracking_rate"] == 0.0
+    assert set(results["by_numbers"]) <= {"3", "4"} and sum(m["prompts"] for m in results["by_numbers"].values()) == 6
+
+
+def test_vllm_backend_up_to_the_call(monkeypatch):
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["init"] = kwargs
+
+        def get_tokenizer(self):
+            return None
+
+        def generate(self, prompts, params):
+            calls["prompts"], calls["params"] = prompts, params
+            out = SimpleNamespace(text=" <answer>1</answer>", token_ids=[1, 2, 3], finish_reason="stop")
+            return [SimpleNamespace(outputs=[out] * params.kwargs["n"]) for _ in prompts]
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    settings = evaluate.Settings(n=4, temperature=0.7, top_p=0.9, max_new_tokens=256, seed=3)
+    backend = evaluate.VLLMBackend("Qwen/Qwen2.5-3B", settings)
+    got = backend.generate(["p1", "p2"])
+    assert calls["init"]["model"] == "Qwen/Qwen2.5-3B" and calls["prompts"] == ["p1", "p2"]
+    assert calls["params"].kwargs == {
+        "n": 4,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 256,
+        "seed": 3,
+        "skip_special_tokens": False,
+    }
+    assert len(got) == 2 and len(got[0]) == 4 and got[0][0] == evaluate.Completion(" <answer>1</answer>", 3, False)
+
+
+# ---- curves and report ---------------------------------------------------------------------------------------
+
+
+def write_run(root, name, steps, scale):
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = root / name / "20260101-000000"
+    writer = SummaryWriter(log_dir=str(run / "tensorboard" / "ppo_0101T00:00"))
+    written = {}
+    for tag in ("train/reward", "train/accuracy", "train/response_length", "eval/eval_countdown_pass1"):
+        points = [(s, scale * (s + 1) / steps + (100 if "length" in tag else 0)) for s in range(steps)]
+        for s, v in points:
+            writer.add_scalar(tag, v, s)
+        written[tag] = points
+    writer.close()
+    (run / "recipe.yaml").write_text(f"recipe: {{name: {name}}}\n")
+    return run, written
+
+
+def test_curves_plot_what_was_written(tmp_path):
+    a, written_a = write_run(tmp_path / "runs", "algorithm-ppo", 20, 0.5)
+    b, _ = write_run(tmp_path / "runs", "algorithm-grpo", 10, 0.8)
+    plotted = curves.plot([a, b], tmp_path / "png", weight=0.5)
+    assert {p.name for p in (tmp_path / "png").iterdir()} == {
+        "reward.png",
+        "accuracy.png",
+        "response_length.png",
+        "eval_accuracy.png",
+    }
+    series = plotted["accuracy"][curves.run_name(a)]
+    assert [(s, pytest.approx(v)) for s, v in written_a["train/accuracy"]] == series
+    assert len(plotted["reward"]) == 2
+
+
+def test_report_table_and_missing_runs(tmp_path):
+    runs = tmp_path / "runs"
+    for variant, accuracy in (("ppo", 0.61), ("grpo", 0.55)):
+        run, _ = write_run(runs, f"algorithm-{variant}", 5, accuracy)
+        (run / "eval" / "final").mkdir(parents=True)
+        (run / "eval" / "final" / "results.json").write_text(
+            json.dumps(
+                {
+                    "metrics": {
+                        "accuracy": accuracy,
+                        "mean_reward": accuracy + 0.03,
+                        "format_rate": 0.97,
+                        "length": {"mean": 210},
+                    }
+                }
+            )
+        )
+    result = report.build(REPO / "recipes/ablations/algorithm.yaml", runs, tmp_path / "report")
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "| ppo | 0.610 | 0.640 | 0.970 | 210 |" in table and "| grpo | 0.550 | 0.580 | 0.970 | 210 |" in table
+    assert "| rloo | missing |" in table and set(result["missing"]) == {
+        "algorithm-reinforce",
+        "algorithm-reinforce-baseline",
+        "algorithm-rloo",
+        "algorithm-dr-grpo",
+    }
+    assert "Missing (no evaluated run): " in table and "oat-zero" in table  # the published figure for GRPO
+    assert (tmp_path / "report" / "accuracy.png").is_file() and (
+        tmp_path / "report" / "curves" / "reward.png"
+    ).is_file()
