@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -267,6 +268,31 @@ def write_outputs(out: Path, results: dict, samples: list[dict], settings: dict,
     tmp.rename(out)
 
 
+def write_step_curve(folder: Path, by_step: list[tuple]) -> None:
+    """Held-out accuracy of a run's checkpoints against their step (the final model after the last one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    last = max((s for s, *_ in by_step if s is not None), default=0)
+    points = sorted((s if s is not None else last + 1, acc, reward) for s, _, acc, reward in by_step)
+    (folder / "accuracy_by_step.json").write_text(
+        json.dumps([{"step": s, "accuracy": a, "mean_reward": r} for s, a, r in points], indent=2) + "\n"
+    )
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label="accuracy (correct only)")
+    ax.plot([p[0] for p in points], [p[2] for p in points], marker=".", alpha=0.5, label="mean reward (TinyZero's)")
+    ax.set_xlabel("step (the final model last)")
+    ax.set_ylabel("held-out")
+    ax.set_title("Held-out accuracy over training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "accuracy_by_step.png", dpi=120)
+    plt.close(fig)
+
+
 def run_models(run: Path) -> list[Path]:
     """A run's final model and its saved Hugging Face checkpoints (folders holding a config.json)."""
     found = [p.parent for p in sorted(run.glob("final/config.json"))]
@@ -321,6 +347,7 @@ def main(argv=None) -> int:
             data = args.data
             targets = [(args.model, args.out or Path(args.model if os.path.isdir(args.model) else ".") / "eval")]
         rows = read_rows(data, args.limit)
+        by_step = []
         for model, out in targets:
             backend = make_backend(args.backend, model, settings)
             results, samples = evaluate(backend, rows, settings)
@@ -336,6 +363,10 @@ def main(argv=None) -> int:
                 f"{model}: accuracy {results['accuracy']:.3f}, mean reward {results['mean_reward']:.3f}, "
                 f"format {results['format_rate']:.3f} -> {out}"
             )
+            step = re.search(r"global_step(\d+)", model)
+            by_step.append((int(step.group(1)) if step else None, model, results["accuracy"], results["mean_reward"]))
+        if args.run and len(by_step) > 1:
+            write_step_curve(args.run / "eval", by_step)
     except UsageError as e:
         print(f"python -m analysis.evaluate: error: {e}", file=sys.stderr)
         return 2

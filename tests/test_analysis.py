@@ -207,7 +207,14 @@ def test_run_folder_evaluates_final_and_checkpoints(tiny_model, dataset, tmp_pat
     shutil.copytree(tiny_model, run / "ckpt" / "global_step100_hf")
     (run / "recipe.yaml").write_text(f"recipe: {{name: r}}\neval: {{dataset: {dataset}}}\n")
     assert evaluate.main(["--run", str(run), "--max-new-tokens", "4", "--backend", "transformers"]) == 0
-    assert {p.name for p in (run / "eval").iterdir()} == {"final", "ckpt_global_step100_hf"}
+    assert {p.name for p in (run / "eval").iterdir()} == {
+        "final",
+        "ckpt_global_step100_hf",
+        "accuracy_by_step.json",
+        "accuracy_by_step.png",
+    }
+    curve = json.loads((run / "eval" / "accuracy_by_step.json").read_text())
+    assert [p["step"] for p in curve] == [100, 101]  # the checkpoint, then the final model
 
 
 class ReferenceBackend:
