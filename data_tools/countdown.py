@@ -36,8 +36,8 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data_tools import solver
-from data_tools.output import FORMATS, Parser, UsageError, check_out, parse_range, run, write_dataset
-from data_tools.templates import COUNTDOWN, describe
+from data_tools.output import Parser, UsageError, add_common_arguments, check_out, parse_range, run, write_dataset
+from data_tools.templates import COUNTDOWN
 from reward_funcs.expression import ExpressionError, value
 
 TINYZERO_TRAIN, TINYZERO_TEST = 327_680, 1_024
@@ -339,17 +339,7 @@ def build_parser() -> Parser:
         epilog=__doc__.split("\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="folder to write train/test files and manifest.json into"
-    )
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--format", choices=FORMATS, default="parquet", help="file format (default: parquet)")
-    parser.add_argument(
-        "--template",
-        choices=sorted(COUNTDOWN),
-        default="base",
-        help=f"prompt template (default: base). {describe(COUNTDOWN)}",
-    )
+    add_common_arguments(parser, COUNTDOWN)
     parser.add_argument("--train-size", type=int, default=TINYZERO_TRAIN, help="train rows (default: TinyZero's)")
     parser.add_argument("--test-size", type=int, default=TINYZERO_TEST, help="test rows (default: TinyZero's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from data_tools.output import FORMATS, Parser, UsageError, check_out, run, write_dataset
-from data_tools.templates import MULTIPLY, describe
+from data_tools.output import Parser, UsageError, add_common_arguments, check_out, run, write_dataset
+from data_tools.templates import MULTIPLY
 
 TINYZERO_DRAWS, TINYZERO_TRAIN, TINYZERO_TEST = 100_000, 32_768, 4_096
 
@@ -78,17 +78,7 @@ def build_parser() -> Parser:
         epilog=__doc__.split("\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="folder to write train/test files and manifest.json into"
-    )
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--format", choices=FORMATS, default="parquet", help="file format (default: parquet)")
-    parser.add_argument(
-        "--template",
-        choices=sorted(MULTIPLY),
-        default="base",
-        help=f"prompt template (default: base). {describe(MULTIPLY)}",
-    )
+    add_common_arguments(parser, MULTIPLY)
     parser.add_argument("--digits", type=int, default=3, help="digits of the larger operands (default: 3)")
     parser.add_argument("--draws", type=int, default=TINYZERO_DRAWS, help="pairs drawn before deduplication")
     parser.add_argument("--train-size", type=int, default=TINYZERO_TRAIN, help="train rows (default: TinyZero's)")

@@ -32,6 +32,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, templates: dict) -> None:
+    """--out, --force, --format and --template, the same for every data tool."""
+    from data_tools.templates import describe
+
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder to write train/test files and manifest.json into"
+    )
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--format", choices=FORMATS, default="parquet", help="file format (default: parquet)")
+    parser.add_argument(
+        "--template",
+        choices=sorted(templates),
+        default="base",
+        help=f"prompt template (default: base). {describe(templates)}",
+    )
+
+
 def run(main, prog: str) -> None:
     """Run `main()`, turning a UsageError into one line on stderr and exit status 2."""
     try:

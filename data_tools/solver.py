@@ -155,6 +155,19 @@ def _join(left: tuple[str, int], op: str, right: tuple[str, int]) -> tuple[str, 
     return f"{ltext} {op} {rtext}", prec
 
 
+def _results(a, b, rational: bool) -> list:
+    """Operator results in the search's order; None where an operator does not apply."""
+    if rational:
+        return [a + b, a * b, a - b, b - a, a / b if b else None, b / a if a else None]
+    big, small = (a, b) if a >= b else (b, a)
+    return [a + b, a * b, big - small, big // small if small and big % small == 0 else None]
+
+
+# How each operator of `_results` is written: (symbol, operands swapped).
+_INT_TEXT = [("+", False), ("*", False), ("-", False), ("/", False)]  # the larger operand first
+_RATIONAL_TEXT = [("+", False), ("*", False), ("-", False), ("-", True), ("/", False), ("/", True)]
+
+
 def expression(numbers, index: int, rational: bool = False) -> str:
     """The expression of combination `index` for `numbers` (the order `search` numbers them in)."""
     k = len(numbers)
@@ -168,30 +181,11 @@ def expression(numbers, index: int, rational: bool = False) -> str:
     for (pair, op), m in zip(reversed(steps), range(k, 1, -1), strict=True):
         i, j = pairs(m)[pair]
         (a, atext), (b, btext) = items[i], items[j]
-        if rational:
-            if op == 0:
-                value, text = a + b, _join(atext, "+", btext)
-            elif op == 1:
-                value, text = a * b, _join(atext, "*", btext)
-            elif op == 2:
-                value, text = a - b, _join(atext, "-", btext)
-            elif op == 3:
-                value, text = b - a, _join(btext, "-", atext)
-            elif op == 4:
-                value, text = (a / b if b else None), _join(atext, "/", btext)
-            else:
-                value, text = (b / a if a else None), _join(btext, "/", atext)
-        else:
-            if a < b:
-                (a, atext), (b, btext) = (b, btext), (a, atext)  # larger first, as the search does
-            if op == 0:
-                value, text = a + b, _join(atext, "+", btext)
-            elif op == 1:
-                value, text = a * b, _join(atext, "*", btext)
-            elif op == 2:
-                value, text = a - b, _join(atext, "-", btext)
-            else:
-                value, text = (a // b if b and a % b == 0 else None), _join(atext, "/", btext)
+        if not rational and a < b:
+            (a, atext), (b, btext) = (b, btext), (a, atext)  # larger first, as the search does
+        value = _results(a, b, rational)[op]
+        symbol, swapped = (_RATIONAL_TEXT if rational else _INT_TEXT)[op]
+        text = _join(btext, symbol, atext) if swapped else _join(atext, symbol, btext)
         if value is None:
             raise ValueError(f"combination {index} of {numbers} divides by zero or not exactly")
         items = [items[x] for x in range(m) if x not in (i, j)] + [(value, text)]
@@ -199,14 +193,6 @@ def expression(numbers, index: int, rational: bool = False) -> str:
 
 
 EXHAUSTIVE_MAX = 5  # beyond, the combinations are too many to count (2.8 million for six numbers)
-
-
-def _results(a, b, rational: bool) -> list:
-    """Operator results in the search's order; None where an operator does not apply."""
-    if rational:
-        return [a + b, a * b, a - b, b - a, a / b if b else None, b / a if a else None]
-    big, small = (a, b) if a >= b else (b, a)
-    return [a + b, a * b, big - small, big // small if small and big % small == 0 else None]
 
 
 def first_solution(numbers, target: int, rational: bool = False) -> int | None:
