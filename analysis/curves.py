@@ -18,8 +18,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+from data_tools.output import Parser  # noqa: E402
 
 # (file name, title, y label, tag suffixes to look for, in order of preference)
 QUANTITIES = [
@@ -98,7 +100,7 @@ def plot(runs: list[Path], out: Path, weight: float = 0.9) -> dict[str, dict[str
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m analysis.curves", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("runs", nargs="+", type=Path)

@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from analysis import metrics
+from data_tools.output import Parser
 from reward_funcs import score_sample
 
 
@@ -301,7 +302,7 @@ def run_models(run: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m analysis.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     target = parser.add_mutually_exclusive_group(required=True)
@@ -369,6 +370,9 @@ def main(argv=None) -> int:
             write_step_curve(args.run / "eval", by_step)
     except UsageError as e:
         print(f"python -m analysis.evaluate: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # transformers/vLLM could not load the model
+        print(f"python -m analysis.evaluate: error: cannot load the model: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0
 

@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis import curves  # noqa: E402
+from data_tools.output import Parser
 from launch.recipe import RecipeError, load_ablation  # noqa: E402
 
 
@@ -95,7 +96,7 @@ def build(ablation: Path, runs_dir: Path, out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m analysis.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("ablation", type=Path)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from data_tools.output import Parser
 from launch import jobs, preflight
 from launch.openrlhf_cli import CommandLineError, check
 from launch.recipe import Recipe, RecipeError, apply_overrides, load, load_ablation
@@ -61,8 +62,15 @@ def ensure_dataset(recipe: Recipe) -> None:
 def cluster_gpus(address: str | None) -> int:
     if address is None:
         return preflight.local_gpus()
-    probe = probe_cluster(address, None)
-    return probe["gpus"]
+    try:
+        return probe_cluster(address, None)["gpus"]
+    except LaunchError:
+        raise
+    except Exception as e:  # the job SDK's errors: connection refused, not a Ray dashboard, ...
+        raise LaunchError(
+            f"the Ray cluster at {address} did not answer ({type(e).__name__}: {e}): check RAY_ADDRESS "
+            "or --address (the dashboard's http://HOST:8265)"
+        ) from None
 
 
 def probe_cluster(address: str, recipe: Recipe | None, python: str = "python3") -> dict:
@@ -179,7 +187,11 @@ def _checked_launch(recipe: Recipe, args, argv, run, address, gpus) -> int:
     head = None
     if address is None:
         head = jobs.LocalHead(gpus)
-        address = head.start()
+        try:
+            address = head.start()
+        except RuntimeError as e:
+            head.stop()
+            raise LaunchError(f"could not start a local Ray head: {e}") from None
     try:
         if run is None:
             run = jobs.new_run_dir(Path(args.runs_dir).resolve(), recipe.name)
@@ -223,9 +235,7 @@ def cmd_sweep(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):

@@ -197,7 +197,11 @@ def main(argv=None) -> None:
 
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m reward_funcs.server", description=__doc__.split("\n\n")[0])
+    class Parser(argparse.ArgumentParser):  # one line on bad arguments, no usage dump
+        def error(self, message):
+            self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    parser = Parser(prog="python -m reward_funcs.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1, help="processes (each keeps its own /metrics)")
