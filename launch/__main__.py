@@ -155,6 +155,9 @@ def launch(recipe: Recipe, args, argv: list[str] | None = None, run: Path | None
             )
         services = jobs.RewardServices(recipe.meta["reward_service"])
         recipe = apply_overrides(recipe, [f"reward.remote_url={','.join(services.urls)}"])
+        if argv is not None and "--reward.remote_url" in argv:  # a resumed run: point it at today's services
+            argv = list(argv)
+            argv[argv.index("--reward.remote_url") + 1] = ",".join(services.urls)
     if args.dry_run:
         run = run or Path(args.runs_dir) / recipe.name / "<timestamp>"
         argv = argv or jobs.training_argv(recipe, run, REPO)

@@ -151,3 +151,16 @@ def test_bad_recipe_path_is_one_line(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no such recipe file" in result.stderr
+
+
+def test_resume_points_at_the_services_started_now(tmp_path, monkeypatch):
+    recipe = cli.apply_overrides(load(RECIPE), ["recipe.reward_service={instances: 1, port: 6200}"])
+    run = jobs.new_run_dir(tmp_path, recipe.name)
+    old = cli.apply_overrides(recipe, ["reward.remote_url=http://127.0.0.1:5999/get_reward"])
+    jobs.save_run(run, recipe, jobs.training_argv(old, run, REPO), "ray job submit ...", {"job_id": "j"})
+    resumed_recipe, argv = cli._resume(run)
+    printed = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
+    args = cli.build_parser().parse_args(["train", "--resume", str(run), "--dry-run"])
+    assert cli.launch(resumed_recipe, args, argv, run) == 0
+    assert "--reward.remote_url http://127.0.0.1:6200/get_reward" in printed[0] and ":5999" not in printed[0]
