@@ -347,6 +347,9 @@ def main(argv=None) -> int:
                 raise UsageError("--model needs --data (a test file written by data_tools)")
             data = args.data
             targets = [(args.model, args.out or Path(args.model if os.path.isdir(args.model) else ".") / "eval")]
+        taken = [str(out) for _, out in targets if out.exists() and not args.force]
+        if taken:  # before any model is loaded or run
+            raise UsageError(f"{', '.join(taken)} already exists: pass --force to replace it, or choose another --out")
         rows = read_rows(data, args.limit)
         by_step = []
         for model, out in targets:

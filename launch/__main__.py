@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,7 @@ def probe_cluster(address: str, recipe: Recipe | None, python: str = "python3") 
             recipe.get("data.label_key", "label"),
         ]
     env = jobs.runtime_env(recipe or Recipe("probe", REPO, {}), REPO)
-    job = jobs.submit(address, " ".join([python, "-m", "launch.probe", *args]), env)
+    job = jobs.submit(address, shlex.join([python, "-m", "launch.probe", *args]), env)
     lines = []
 
     class Capture:
@@ -162,7 +163,7 @@ def launch(recipe: Recipe, args, argv: list[str] | None = None, run: Path | None
         run = run or Path(args.runs_dir) / recipe.name / "<timestamp>"
         argv = argv or jobs.training_argv(recipe, run, REPO)
         check(argv)  # the command OpenRLHF would get must pass its parser
-        entry = f"{jobs.python_for(address)} {jobs.ENTRYPOINT} {' '.join(argv)}"
+        entry = jobs.entrypoint(jobs.python_for(address), argv)
         print(jobs.submit_command(address or "http://127.0.0.1:8265", jobs.runtime_env(recipe, REPO), entry))
         return 0
     gpus = cluster_gpus(address)
@@ -200,7 +201,7 @@ def _checked_launch(recipe: Recipe, args, argv, run, address, gpus) -> int:
             run = jobs.new_run_dir(Path(args.runs_dir).resolve(), recipe.name)
             argv = jobs.training_argv(recipe, run, REPO)
         env = jobs.runtime_env(recipe, REPO)
-        entry = f"{jobs.python_for(args.address)} {jobs.ENTRYPOINT} {' '.join(argv)}"
+        entry = jobs.entrypoint(jobs.python_for(args.address), argv)
         job = jobs.submit(address, entry, env)
         jobs.save_run(
             run,

@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +56,8 @@ def training_argv(recipe: Recipe, run: Path, repo: Path, resume: bool = False) -
             "logger.tensorboard_dir": str(run / "tensorboard"),
         }
     )
+    if flags.get("logger.wandb.key") not in (None, False, WANDB_PLACEHOLDER):
+        os.environ["WANDB_API_KEY"] = str(flags["logger.wandb.key"])  # a key never goes on a command line
     if os.environ.get("WANDB_API_KEY"):
         flags.update({"logger.wandb.key": WANDB_PLACEHOLDER, "logger.wandb.run_name": f"{recipe.name}-{run.name}"})
         flags.setdefault("logger.wandb.project", "tinyzero-openrlhf")
@@ -90,6 +93,11 @@ def masked(env: dict) -> dict:
     return shown
 
 
+def entrypoint(python: str, argv: list[str]) -> str:
+    """The job's shell command: Ray runs it through a shell, so every argument is quoted."""
+    return shlex.join([python, "-m", "openrlhf.cli.train_ppo_ray", *argv])
+
+
 def python_for(address: str | None) -> str:
     """The job's interpreter: ours for a head we start here; the cluster's own `python3` otherwise."""
     return sys.executable if address is None else "python3"
@@ -120,19 +128,22 @@ def free_port() -> int:
 
 
 class LocalHead:
-    """`ray start --head` on this machine with its GPUs, stopped again by `stop()` (only if we started it)."""
+    """A Ray head on this machine with its GPUs, owned by us: `ray start --head --block` in a session of its own,
+    so that `stop()` ends exactly this cluster (not every Ray process on the machine, as `ray stop` would)."""
 
     def __init__(self, gpus: int, ray_bin: str | None = None):
         self.gpus = gpus
         self.ray = ray_bin or str(Path(sys.executable).with_name("ray"))
         self.port, self.dashboard = free_port(), free_port()
         self.address = f"http://127.0.0.1:{self.dashboard}"
+        self.process: subprocess.Popen | None = None
 
-    def start(self) -> str:
+    def start(self, timeout: float = 180) -> str:
         command = [
             self.ray,
             "start",
             "--head",
+            "--block",
             f"--port={self.port}",
             f"--dashboard-port={self.dashboard}",
             "--dashboard-host=127.0.0.1",
@@ -140,27 +151,34 @@ class LocalHead:
             "--include-dashboard=true",
             "--disable-usage-stats",
         ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=180)
-        if result.returncode:
-            raise RuntimeError(f"ray start failed: {result.stderr.strip().splitlines()[-1:]}")
-        self._wait_for_dashboard()
-        return self.address
-
-    def _wait_for_dashboard(self, timeout: float = 120) -> None:
+        self.process = subprocess.Popen(
+            command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         from ray.job_submission import JobSubmissionClient
 
         deadline = time.time() + timeout
         while True:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode().strip().splitlines()
+                raise RuntimeError(f"ray start exited with status {self.process.returncode}: {error[-1:]}")
             try:
                 JobSubmissionClient(self.address).list_jobs()
-                return
+                return self.address
             except Exception:
                 if time.time() > deadline:
+                    self.stop()
                     raise RuntimeError(f"the Ray dashboard at {self.address} did not come up") from None
                 time.sleep(1)
 
     def stop(self) -> None:
-        subprocess.run([self.ray, "stop", "--force"], capture_output=True, timeout=120)
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)  # `ray start --block` stops what it started
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 # ---- jobs --------------------------------------------------------------------------------------------------
@@ -190,12 +208,13 @@ def follow(address: str, job_id: str, out=sys.stdout) -> str:
     except KeyboardInterrupt:
         client.stop_job(job_id)
         out.write(f"\nstopping job {job_id}\n")
-    for _ in range(600):
+    except Exception as e:  # the log stream dropped: the job may well go on, so wait for its status
+        out.write(f"\nlost the job's log stream ({type(e).__name__}: {e}); waiting for it to end\n")
+    while True:
         status = client.get_job_status(job_id)
         if status.is_terminal():
             return str(status.value)
-        time.sleep(1)
-    return str(client.get_job_status(job_id).value)
+        time.sleep(5)
 
 
 # ---- reward services -----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -59,7 +60,11 @@ def fail(name, message):
 
 
 def local_gpus() -> int:
-    """GPUs on this machine, as nvidia-smi lists them (0 without a driver)."""
+    """GPUs on this machine that this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi
+    lists (0 without a driver)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
     if not shutil.which("nvidia-smi"):
         return 0
     try:
@@ -71,9 +76,11 @@ def local_gpus() -> int:
 
 def gpus_needed(args) -> int:
     actor = args.actor.num_nodes * args.actor.num_gpus_per_node
-    if args.train.colocate_all:
-        return actor  # actor, critic, reference and the vLLM engines share the same GPUs
     engines = (args.vllm.num_engines or 0) * args.vllm.tensor_parallel_size
+    if args.train.colocate_all:
+        # actor, critic, reference and (the hybrid engine) vLLM share the same GPUs; in async mode OpenRLHF
+        # colocates only the DeepSpeed models and the engines get GPUs of their own
+        return actor + (engines if args.train.async_enable else 0)
     ref = (
         0
         if args.train.colocate_actor_ref or args.algo.kl.init_coef == 0
@@ -86,10 +93,9 @@ def gpus_needed(args) -> int:
 def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
     checks = []
     needed = gpus_needed(args)
+    built = {"actor": True, "critic": bool(args.critic.model_name_or_path), "ref": args.algo.kl.init_coef > 0}
     defaulted = [
-        role
-        for role in ("actor", "critic", "ref")
-        if f"{role}.num_gpus_per_node" not in recipe.flat() and (role != "critic" or args.critic.model_name_or_path)
+        role for role in ("actor", "critic", "ref") if built[role] and f"{role}.num_gpus_per_node" not in recipe.flat()
     ]
     if defaulted and cluster_gpus < OPENRLHF_DEFAULT_GPUS_PER_NODE:
         checks.append(
@@ -374,6 +380,8 @@ def reference_completion(label: dict) -> str | None:
 def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
     from reward_funcs import TASKS, LabelError, parse_label
 
+    if not args.data.label_key:
+        return [fail("data", "data.label_key is not set: OpenRLHF would send empty labels; set it to label")]
     checks = []
     files = {"train": args.data.prompt_dataset, "test": args.eval.dataset}
     budget = args.data.max_len - (args.rollout.max_new_tokens or 0)
@@ -455,15 +463,17 @@ def check_http_reward(args, repo: Path) -> list[Check]:
         return []
     import urllib.request
 
-    rows = _read_rows(repo / args.eval.dataset, 1) if args.eval.dataset else []
+    key = args.data.label_key or "label"
+    rows = _read_rows(repo / args.eval.dataset, 200) if args.eval.dataset else []
+    rows = [r for r in rows if reference_completion(json.loads(r[key])) is not None]
     if not rows:
-        return [warn("reward", "no test row to probe the HTTP reward with")]
+        return [warn("reward", "no test row with a reference solution to probe the HTTP reward with")]
     row = rows[0]
     prompt = _prompt_text(row[args.data.input_key])
     body = {
-        "query": [prompt + reference_completion(json.loads(row[args.data.label_key]))],
+        "query": [prompt + reference_completion(json.loads(row[key]))],
         "prompts": [prompt],
-        "labels": [row[args.data.label_key]],
+        "labels": [row[key]],
     }
     checks = []
     for url in urls:

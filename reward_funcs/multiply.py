@@ -40,13 +40,19 @@ INT_MAX_DIGITS = 4300
 _INT_LITERAL = re.compile(r"[+-]?\d+(?:_\d+)*")  # what int() accepts once stripped; \d is any Unicode digit
 
 
+MAX_OPERANDS = 16  # bounds the work a label can ask for (the product of its operands is checked)
+
+
 def check_label(label: Mapping) -> int:
     product = label_int(label, "product", LABEL_HELP)
     if label.get("numbers") is not None:  # optional; when present it must agree with the product
         numbers = label_ints(label, "numbers", LABEL_HELP)
-        expected = math.prod(numbers)
-        if expected != product:
-            raise LabelError(f'"product" is {product} but the numbers {numbers} multiply to {expected}: {LABEL_HELP}')
+        if len(numbers) > MAX_OPERANDS or any(abs(n).bit_length() > 1024 for n in numbers + [product]):
+            raise LabelError(
+                f'"numbers" has more than {MAX_OPERANDS} operands or an operand over 1,024 bits: {LABEL_HELP}'
+            )
+        if math.prod(numbers) != product:
+            raise LabelError(f'"product" does not equal the product of "numbers": {LABEL_HELP}')
     return product
 
 

@@ -143,8 +143,8 @@ def create_app(max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20) -> Starlette:
                     scored.append(score_sample(query, prompt, label))
                 except LabelError as e:
                     raise BadRequest(422, f'"labels"[{i}]: {e}') from None
-                except TypeError as e:
-                    raise BadRequest(422, f'"labels"[{i}] must be a JSON string or object: {e}') from None
+                except (TypeError, ValueError, OverflowError) as e:  # a label no task can read
+                    raise BadRequest(422, f'"labels"[{i}] cannot be read: {type(e).__name__}: {e}') from None
         except BadRequest as e:
             metrics.answered(e.status, {400: "malformed", 413: "too_large", 422: "label"}.get(e.status, "other"))
             return _json({"error": e.message}, e.status)

@@ -76,7 +76,7 @@ def test_huge_answer_is_refused_without_reading_it():
     "label, complaint",
     [
         ({"task": "multiply", "numbers": [12, 34]}, "'product' must be an integer"),
-        ({"task": "multiply", "numbers": [12, 34], "product": 409}, "the numbers \\[12, 34\\] multiply to 408"),
+        ({"task": "multiply", "numbers": [12, 34], "product": 409}, "does not equal the product"),
         ({"task": "multiply", "numbers": [12, "34"], "product": 408}, "'numbers' must be a non-empty list"),
     ],
 )
