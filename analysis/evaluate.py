@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from analysis import metrics
+from data_tools import output
 from data_tools.output import Parser
 from reward_funcs import score_sample
 
@@ -57,15 +58,10 @@ class UsageError(Exception):
 def read_rows(path: Path, limit: int | None = None) -> list[dict]:
     if not path.is_file():
         raise UsageError(f"{path}: no such dataset (make one with python -m data_tools.countdown)")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-    else:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = output.read_rows(path, limit)
     if rows and not {"prompt", "label"} <= set(rows[0]):
         raise UsageError(f"{path}: needs 'prompt' and 'label' columns (the data_tools layout)")
-    return rows[:limit] if limit else rows
+    return rows
 
 
 def prompt_text(prompt, tokenizer) -> str:

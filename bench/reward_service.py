@@ -34,10 +34,7 @@ MALFORMED = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from launch.jobs import free_port  # noqa: E402
 
 
 def start(command: list[str], port: int) -> subprocess.Popen:

@@ -89,6 +89,21 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_rows(path: Path, limit: int | None = None) -> list[dict]:
+    """The rows of a split file written here (parquet or jsonl), the first `limit` of them if given."""
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        return table.slice(0, limit).to_pylist() if limit else table.to_pylist()
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if limit and len(rows) >= limit:
+                break
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
 def _write_split(rows: list[dict], schema: pa.Schema, path: Path, fmt: str) -> None:
     if fmt == "parquet":
         table = pa.table({name: [row[name] for row in rows] for name in schema.names}, schema=schema)  # by column:

@@ -24,6 +24,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_tools.output import read_rows
 from launch import models
 from launch.openrlhf_cli import CommandLineError, check
 from launch.recipe import Recipe, to_argv
@@ -342,21 +343,6 @@ def check_env(recipe: Recipe) -> list[Check]:
 # ---- data and reward -------------------------------------------------------------------------------------------
 
 
-def _read_rows(path: Path, limit: int | None) -> list[dict]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        return table.slice(0, limit).to_pylist() if limit else table.to_pylist()
-    rows = []
-    with open(path) as f:
-        for line in f:
-            if limit and len(rows) >= limit:
-                break
-            rows.append(json.loads(line))
-    return rows
-
-
 def _load_reward_file(path: Path):
     spec = importlib.util.spec_from_file_location("reward_func", path)  # as SingleTurnAgentExecutor does
     module = importlib.util.module_from_spec(spec)
@@ -403,7 +389,7 @@ def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
                         )
                     )
                 continue
-            rows = _read_rows(path, None if split == "test" else LABEL_ROWS_CHECKED)
+            rows = read_rows(path, None if split == "test" else LABEL_ROWS_CHECKED)
             bad = []
             for row in rows:
                 try:
@@ -464,7 +450,7 @@ def check_http_reward(args, repo: Path) -> list[Check]:
     import urllib.request
 
     key = args.data.label_key or "label"
-    rows = _read_rows(repo / args.eval.dataset, 200) if args.eval.dataset else []
+    rows = read_rows(repo / args.eval.dataset, 200) if args.eval.dataset else []
     rows = [r for r in rows if reference_completion(json.loads(r[key])) is not None]
     if not rows:
         return [warn("reward", "no test row with a reference solution to probe the HTTP reward with")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import ray
 
@@ -22,13 +23,14 @@ def score_references(reward_path: str, data_path: str, input_key: str, label_key
     import importlib.util
     import os
 
-    from launch.preflight import _prompt_text, _read_rows, reference_completion
+    from data_tools.output import read_rows
+    from launch.preflight import _prompt_text, reference_completion
 
     spec = importlib.util.spec_from_file_location("reward_func", reward_path)  # SingleTurnAgentExecutor's way
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rewards = []
-    for row in _read_rows(__import__("pathlib").Path(data_path), None):
+    for row in read_rows(Path(data_path)):
         completion = reference_completion(json.loads(row[label_key]))
         prompt = _prompt_text(row[input_key])
         out = module.reward_func([prompt + completion], [prompt], [row[label_key]])

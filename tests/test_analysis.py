@@ -132,6 +132,10 @@ def tiny_model(tmp_path_factory, dataset):
     return path
 
 
+def run_evaluate(model, dataset, out, *extra):
+    return evaluate.main(["--model", str(model), "--data", str(dataset), "--out", str(out), *extra])
+
+
 def rescored(out, dataset):
     rows = evaluate.read_rows(dataset)
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -143,23 +147,7 @@ def rescored(out, dataset):
 
 def test_end_to_end_with_transformers_on_a_tiny_model(tiny_model, dataset, tmp_path):
     out = tmp_path / "eval"
-    assert (
-        evaluate.main(
-            [
-                "--model",
-                str(tiny_model),
-                "--data",
-                str(dataset),
-                "--out",
-                str(out),
-                "--max-new-tokens",
-                "12",
-                "--backend",
-                "transformers",
-            ]
-        )
-        == 0
-    )
+    assert run_evaluate(tiny_model, dataset, out, "--max-new-tokens", "12", "--backend", "transformers") == 0
     assert {p.name for p in out.iterdir()} == {"results.json", "samples.jsonl", "summary.md"}
     results = json.loads((out / "results.json").read_text())
     samples = rescored(out, dataset)
@@ -168,29 +156,24 @@ def test_end_to_end_with_transformers_on_a_tiny_model(tiny_model, dataset, tmp_p
     assert results["settings"]["temperature"] == 0.0 and results["settings"]["backend"] == "transformers"
     assert all(s["tokens"] <= 12 for s in samples)
     assert "| accuracy |" in (out / "summary.md").read_text()
-    assert evaluate.main(["--model", str(tiny_model), "--data", str(dataset), "--out", str(out)]) == 2  # no --force
+    assert run_evaluate(tiny_model, dataset, out) == 2  # no --force
 
 
 def test_sampling_gives_pass_at_k(tiny_model, dataset, tmp_path):
     out = tmp_path / "eval"
     assert (
-        evaluate.main(
-            [
-                "--model",
-                str(tiny_model),
-                "--data",
-                str(dataset),
-                "--out",
-                str(out),
-                "--n",
-                "3",
-                "--temperature",
-                "1.0",
-                "--max-new-tokens",
-                "8",
-                "--backend",
-                "transformers",
-            ]
+        run_evaluate(
+            tiny_model,
+            dataset,
+            out,
+            "--n",
+            "3",
+            "--temperature",
+            "1.0",
+            "--max-new-tokens",
+            "8",
+            "--backend",
+            "transformers",
         )
         == 0
     )

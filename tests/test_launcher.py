@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from testkit import REPO
+from testkit import REPO, launch_dry_run
 
 from launch import __main__ as cli
 from launch import jobs
@@ -19,16 +19,7 @@ RECIPE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
 
 
 def dry_run(*args, env=None):
-    result = subprocess.run(
-        [sys.executable, "-m", "launch", "train", str(RECIPE), "--dry-run", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return launch_dry_run(RECIPE, *args, env=env)
 
 
 def test_dry_run_prints_a_ray_job_submit_that_openrlhf_accepts():

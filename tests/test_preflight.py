@@ -1,7 +1,6 @@
 """Preflight: a catalogue of misconfigurations, each caught with its own message, and the memory estimate."""
 
 import json
-import socket
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,6 +9,7 @@ from testkit import REPO
 
 from data_tools import countdown
 from launch import preflight
+from launch.jobs import free_port
 from launch.models import QWEN25, valid_tp_sizes
 from launch.recipe import apply_overrides, load
 
@@ -40,12 +40,6 @@ def test_the_shipped_recipe_passes_on_a_matching_cluster(data):
     assert findings(checks) == [], [c.line() for c in checks]
     assert {c.name for c in checks} >= {"flags", "gpus", "model", "batches", "memory", "env", "data"}
     assert any("all 40 reference solutions score 1.0" in c.message for c in checks)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bad_labels(tmp_path, data):

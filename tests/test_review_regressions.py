@@ -2,12 +2,10 @@
 
 import json
 import shlex
-import subprocess
-import sys
 import time
 
 import pytest
-from testkit import REPO
+from testkit import REPO, launch_dry_run
 
 from launch import jobs, preflight
 from launch.openrlhf_cli import check
@@ -18,16 +16,7 @@ BASE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
 
 
 def dry_run(*sets):
-    args = [a for s in sets for a in ("--set", s)]
-    result = subprocess.run(
-        [sys.executable, "-m", "launch", "train", str(BASE), "--dry-run", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return launch_dry_run(BASE, *[a for s in sets for a in ("--set", s)])
 
 
 def test_entrypoint_is_shell_quoted():

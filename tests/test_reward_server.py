@@ -4,7 +4,6 @@ metrics, and a clean stop on SIGTERM."""
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,7 @@ import torch
 from openrlhf.utils.agent import SingleTurnAgentExecutor
 from testkit import CASES, REPO, REWARD_FILE, countdown_label, run_executor
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from launch.jobs import free_port
 
 
 def start_server(*args):

@@ -2,6 +2,9 @@
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -110,3 +113,17 @@ CASES = {
 def run_executor(executor, prompt, label, engine, tokenizer, max_tokens, max_length=4096):
     params = SimpleNamespace(max_tokens=max_tokens, logprobs=None)
     return asyncio.run(executor.execute(prompt, label, params, max_length, tokenizer, engine))
+
+
+def launch_dry_run(recipe, *args, env=None) -> str:
+    """`python -m launch train RECIPE --dry-run ARGS`: its printed ray job submit command."""
+    result = subprocess.run(
+        [sys.executable, "-m", "launch", "train", str(recipe), "--dry-run", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
