@@ -32,6 +32,7 @@ from starlette.routing import Route
 from reward_funcs import LabelError, score_sample
 
 DEFAULT_MAX_BODY_MB = 16
+DRAIN_BYTES = 64 << 20  # read past the limit, at most, so the client sees the 413
 logger = logging.getLogger("reward_funcs.server")
 
 
@@ -122,16 +123,30 @@ def parse(body: bytes) -> tuple[list, list, list]:
 def create_app(max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20) -> Starlette:
     metrics = Metrics()
 
+    # A client writes its whole body before it reads the answer. Closing the connection on unread bytes makes the
+    # kernel send a reset, and the client sees "connection reset" instead of our 413; so a body over the limit is
+    # read and discarded, up to DRAIN_BYTES more, before the 413 goes out (with Connection: close).
+    drain_bytes = max_body_bytes + DRAIN_BYTES
+    too_large = f"the body is over the {max_body_bytes / (1 << 20):g} MB limit (--max-body-mb)"
+
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
-            raise BadRequest(413, f"the body is over the {max_body_bytes >> 20} MB limit (--max-body-mb)")
+        if declared is not None and not declared.isdigit():
+            raise BadRequest(400, f"the Content-Length header is not a number: {declared[:40]!r}")
+        over = declared is not None and int(declared) > max_body_bytes
+        if over and int(declared) > drain_bytes:
+            raise BadRequest(413, too_large)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > max_body_bytes:
-                raise BadRequest(413, f"the body is over the {max_body_bytes >> 20} MB limit (--max-body-mb)")
+            over = over or size > max_body_bytes
+            if over:
+                if size > drain_bytes:
+                    break
+                continue
             chunks.append(chunk)
+        if over:
+            raise BadRequest(413, too_large)
         return b"".join(chunks)
 
     async def get_reward(request: Request) -> Response:
@@ -147,7 +162,10 @@ def create_app(max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20) -> Starlette:
                     raise BadRequest(422, f'"labels"[{i}] cannot be read: {type(e).__name__}: {e}') from None
         except BadRequest as e:
             metrics.answered(e.status, {400: "malformed", 413: "too_large", 422: "label"}.get(e.status, "other"))
-            return _json({"error": e.message}, e.status)
+            answer = _json({"error": e.message}, e.status)
+            if e.status == 413:
+                answer.headers["connection"] = "close"
+            return answer
         except ClientDisconnect:
             metrics.answered(400, "disconnected")
             return Response(status_code=400)

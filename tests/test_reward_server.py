@@ -2,6 +2,7 @@
 metrics, and a clean stop on SIGTERM."""
 
 import asyncio
+import http.client
 import json
 import signal
 import subprocess
@@ -141,6 +142,45 @@ def test_bad_input_gets_a_4xx_and_the_service_stays_up(server, case):
         200,
         {"rewards": [1.0], "scores": [1.0], "extra_logs": {"accuracy": [1.0], "format": [1.0]}},
     )
+
+
+def test_chunked_body_over_the_limit_gets_a_413_not_a_reset(server):
+    """No Content-Length to refuse up front: the service reads past the limit, discards, and answers 413."""
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        chunks = iter([b'{"query": ["'] + [b"x" * (256 << 10)] * 8 + [b'"]}'])
+        connection.request(
+            "POST", "/get_reward", body=chunks, headers={"Content-Type": "application/json"}, encode_chunked=True
+        )
+        answer = connection.getresponse()
+        assert answer.status == 413 and "over the 1 MB limit" in json.loads(answer.read())["error"]
+        assert answer.getheader("connection") == "close"
+    finally:
+        connection.close()
+    assert post(server, GOOD)[0] == 200
+
+
+def test_body_past_the_drain_limit_is_cut_off_and_the_service_stays_up(server):
+    """A declared length beyond the limit plus DRAIN_BYTES is refused without reading it; the client may see a
+    413 or a reset, never a hang, and the next request is served."""
+    from reward_funcs.server import DRAIN_BYTES
+
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest("POST", "/get_reward")
+        connection.putheader("Content-Length", str((1 << 20) + DRAIN_BYTES + 1))
+        connection.endheaders()
+        try:
+            connection.send(b"x" * (1 << 20))
+            answer = connection.getresponse()
+            assert answer.status == 413
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    finally:
+        connection.close()
+    assert post(server, GOOD)[0] == 200
 
 
 def test_malformed_completion_scores_zero(server):
