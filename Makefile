@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.rewards
 	$(PY) -m bench.countdown_data
+	$(PY) -m bench.reward_service
 
 # make train RECIPE=recipes/countdown/qwen2.5-3b-ppo.yaml [ARGS="--set actor.adam.lr=5e-7 --dry-run"]
 # Preflight runs first; the GPU runtime (requirements.txt) is installed only once it has passed.

@@ -1,6 +1,6 @@
 """Reward service throughput under OpenRLHF's request pattern, against the HTTP ceiling and in-process scoring.
 
-    .venv/bin/python -m bench.reward_service [--requests 20000] [--concurrency 64] [--workers 1]
+    .venv/bin/python -m bench.reward_service [--requests 20000] [--concurrency 64] [--workers 1] [--rounds 3]
 
 A client process sends what OpenRLHF's engines send: one POST per sample, each through a fresh aiohttp
 session, 64 at a time, realistic Countdown completions of about 1,000 tokens. Measured in one run: our service;
@@ -106,15 +106,20 @@ def drive(url: str, bodies: list[bytes], concurrency: int, keep_alive: bool = Fa
     return outcome
 
 
-def report(name: str, n: int, outcome) -> float:
-    seconds, latencies, statuses, _, errors = outcome
-    lat = sorted(latencies)
-    rate = n / seconds
+def rate(n: int, outcome) -> float:
+    return n / outcome[0]
+
+
+def report(name: str, n: int, outcomes: list) -> float:
+    """The round with the median throughput; errors summed over all rounds."""
+    outcome = sorted(outcomes, key=lambda o: rate(n, o))[len(outcomes) // 2]
+    lat = sorted(outcome[1])
+    errors = sum(o[4] + sum(s != 200 for s in o[2]) for o in outcomes)
     print(
-        f"  {name:34s} {rate:8,.0f} samples/s   p50 {lat[len(lat) // 2] * 1e3:6.1f} ms   "
-        f"p99 {lat[int(len(lat) * 0.99)] * 1e3:6.1f} ms   errors {errors + sum(s != 200 for s in statuses)}"
+        f"  {name:34s} {rate(n, outcome):8,.0f} samples/s   p50 {lat[len(lat) // 2] * 1e3:6.1f} ms   "
+        f"p99 {lat[int(len(lat) * 0.99)] * 1e3:6.1f} ms   errors {errors}"
     )
-    return rate
+    return rate(n, outcome)
 
 
 def main() -> None:
@@ -122,6 +127,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each server, interleaved")
     args = parser.parse_args()
 
     from bench.rewards import realistic_corpus
@@ -154,42 +160,37 @@ def main() -> None:
         "--workers",
         str(args.workers),
     ]
-    ours, ceiling = {}, {}
     for keep_alive, pattern in (
         (False, "OpenRLHF's pattern, a fresh session per POST"),
         (True, "kept-alive sessions, one per client"),
     ):
-        print(f"{pattern}:")
-        port = free_port()
-        server = start([*uvicorn, "--port", str(port), "bench.constant_service:create"], port)
-        try:
-            ceiling[keep_alive] = report(
-                "constant handler (HTTP ceiling)",
-                args.requests,
-                drive(f"http://127.0.0.1:{port}/get_reward", bodies, args.concurrency, keep_alive),
-            )
-        finally:
-            stop(server)
-        port = free_port()
-        server = start(
-            [sys.executable, "-m", "reward_funcs.server", "--port", str(port), "--workers", str(args.workers)], port
+        print(f"{pattern} ({args.rounds} rounds, each server in turn; the median round shown):")
+        constant_port, our_port = free_port(), free_port()
+        constant = start([*uvicorn, "--port", str(constant_port), "bench.constant_service:create"], constant_port)
+        service = start(
+            [sys.executable, "-m", "reward_funcs.server", "--port", str(our_port), "--workers", str(args.workers)],
+            our_port,
         )
+        constant_url, our_url = (f"http://127.0.0.1:{port}/get_reward" for port in (constant_port, our_port))
         try:
-            outcome = drive(f"http://127.0.0.1:{port}/get_reward", bodies, args.concurrency, keep_alive)
-            ours[keep_alive] = report("reward service", args.requests, outcome)
-            wrong = sum(a != [e] for a, e in zip(outcome[3], expected, strict=True) if a is not None)
+            ceiling_runs, our_runs = [], []
+            for _ in range(args.rounds):  # interleaved, so drift in the machine's speed hits both alike
+                ceiling_runs.append(drive(constant_url, bodies, args.concurrency, keep_alive))
+                our_runs.append(drive(our_url, bodies, args.concurrency, keep_alive))
+            ceiling = report("constant handler (HTTP ceiling)", args.requests, ceiling_runs)
+            ours = report("reward service", args.requests, our_runs)
+            wrong = sum(a != [e] for run in our_runs for a, e in zip(run[3], expected, strict=True) if a is not None)
+            ratios = " ".join(f"{rate(1, o) / rate(1, c):.2f}x" for o, c in zip(our_runs, ceiling_runs, strict=True))
             print(
-                f"  rewards differing from file mode: {wrong};  ratio service / ceiling: "
-                f"{ours[keep_alive] / ceiling[keep_alive]:.2f}x"
+                f"  rewards differing from file mode: {wrong};  ratio service / ceiling: {ours / ceiling:.2f}x "
+                f"(round by round: {ratios})"
             )
             if not keep_alive:
                 continue
             mixed = [
                 MALFORMED[i // 10 % len(MALFORMED)] if i % 10 == 9 else bodies[i % len(bodies)] for i in range(10_000)
             ]
-            seconds, latencies, statuses, answers, errors = drive(
-                f"http://127.0.0.1:{port}/get_reward", mixed, args.concurrency, keep_alive
-            )
+            seconds, latencies, statuses, answers, errors = drive(our_url, mixed, args.concurrency, keep_alive)
             good = [i for i in range(len(mixed)) if i % 10 != 9]
             print(
                 f"  malformed phase: 10,000 requests, 1,000 malformed: {sum(s >= 500 for s in statuses)} 5xx, "
@@ -197,7 +198,8 @@ def main() -> None:
                 f"{sum(answers[i] != [expected[i % len(expected)]] for i in good)} wrong scores among the 9,000 good"
             )
         finally:
-            stop(server)
+            stop(constant)
+            stop(service)
 
     from reward_funcs.openrlhf_reward import reward_func
 

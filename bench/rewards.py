@@ -164,7 +164,7 @@ def time_baseline_guarded(item, guard_seconds: float) -> str:
         return f"{seconds * 1e6:12,.0f} us" + ("" if outcome == "ok" else f" ({outcome})")
     process.kill()
     process.join()
-    return f"  > {guard_seconds:.0f} s: killed (hangs)"
+    return f"  > {guard_seconds:g} s: killed (hangs)"
 
 
 def main() -> None:
@@ -203,7 +203,7 @@ def main() -> None:
 
     print(
         f"\nAdversarial corpus (ours: first call, then median of {args.repeats}; baseline: one run in a child "
-        f"process, guarded at {args.guard_seconds:.0f} s and 2 GB)"
+        f"process, guarded at {args.guard_seconds:g} s and 2 GB)"
     )
     print(f"  {'input':38s} {'ours, first':>12s} {'ours':>12s}   {'eval baseline':>24s}")
     corpus = adversarial_corpus()
