@@ -290,7 +290,7 @@ def test_curves_plot_what_was_written(tmp_path):
         "reward.png",
         "accuracy.png",
         "response_length.png",
-        "eval_accuracy.png",
+        "eval_reward.png",
     }
     series = plotted["accuracy"][curves.run_name(a)]
     assert [(s, pytest.approx(v)) for s, v in written_a["train/accuracy"]] == series

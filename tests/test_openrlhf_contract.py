@@ -54,6 +54,38 @@ def test_executor_delivers_our_rewards(case, executor, char_tokenizer, stand_in_
     assert experience.info["accuracy"].item() == accuracy and experience.info["format"].item() == fmt
 
 
+def openrlhf_compute_eval_metrics():
+    """OpenRLHF's own `compute_eval_metrics`, taken from the wheel's source: its module imports DeepSpeed."""
+    import ast
+    import importlib.util
+
+    path = importlib.util.find_spec("openrlhf").submodule_search_locations[0] + "/trainer/ppo_trainer.py"
+    tree = ast.parse(open(path).read())
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "compute_eval_metrics")
+    namespace = {"torch": torch}
+    exec(compile(ast.Module(body=[function], type_ignores=[]), path, "exec"), namespace)
+    return namespace["compute_eval_metrics"]
+
+
+def test_eval_pass1_is_the_mean_reward_not_accuracy(executor, char_tokenizer, stand_in_engine, samples_generator):
+    """What the docs say of `eval_countdown_pass1`: OpenRLHF averages the rewards, so the 0.1 format credit is in
+    it, as in TinyZero's validation score; held-out accuracy comes from analysis.evaluate."""
+    names = sorted(name for name in CASES if name.startswith("countdown"))
+    samples = []
+    for name in names:
+        prompt, label, completion, max_tokens, *_ = CASES[name]
+        out = run_executor(executor, prompt, label, stand_in_engine(completion), char_tokenizer, max_tokens)
+        experience = samples_generator._process_response_into_experience(out, max_len=4096)
+        experience.prompts = [prompt + name]  # one prompt per sample, as the eval loop pairs them
+        samples.append(experience)
+    batches = [(["countdown"], [s.prompts[0]], [None], [None]) for s in samples]
+    logs = openrlhf_compute_eval_metrics()(batches, samples, 1)
+    rewards = [CASES[name][4] for name in names]
+    accuracy = [CASES[name][5] for name in names]
+    assert logs["eval_countdown_pass1"] == pytest.approx(sum(rewards) / len(rewards))
+    assert sum(rewards) != sum(accuracy)  # the cases include formatted wrong answers, so the two differ
+
+
 def test_bad_label_is_logged_at_error_with_the_fix(executor, char_tokenizer, stand_in_engine, caplog):
     label = json.dumps({"task": "countdown", "target": "60", "numbers": [44, 19, 35]})
     engine = stand_in_engine(" </think>\n<answer>(44 - 19) + 35</answer>")
