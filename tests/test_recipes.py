@@ -48,8 +48,8 @@ def test_ablation_variant_is_accepted(ablation, recipe):
 def test_ablation_variants_state_only_what_changes():
     base = load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml")
     variants = {r.meta["variant"]: r for r in load_ablation(REPO / "recipes/ablations/model-size.yaml")}
-    changed = set(flatten(variants["qwen2.5-0.5b"].flags).items()) ^ set(flatten(base.flags).items())
-    assert {k for k, _ in changed} == {"actor.model_name_or_path"}
+    small, full = flatten(variants["qwen2.5-0.5b"].flags), flatten(base.flags)
+    assert {k for k in small.keys() | full.keys() if small.get(k) != full.get(k)} == {"actor.model_name_or_path"}
     assert flatten(variants["qwen2.5-3b"].flags) == flatten(base.flags)
 
 
@@ -133,3 +133,46 @@ def test_variants_quote_the_same_published_figures_as_their_recipes(ablation, va
     assert [e["source"] for e in variants[variant].meta.get("expected") or []] == [
         e["source"] for e in recipe.meta.get("expected") or []
     ]
+
+
+# TinyZero's scripts/train_tiny_zero.sh and veRL's code defaults (../shared/reference/tinyzero.md), as OpenRLHF reads
+# them: (attribute path in OpenRLHF's parsed arguments, TinyZero's value).
+TINYZERO_PPO = [
+    ("actor.adam.lr", 1e-6),
+    ("critic.adam.lr", 1e-5),
+    ("actor.adam.betas", [0.9, 0.999]),  # veRL's AdamW: betas (0.9, 0.999), weight decay 0.01
+    ("critic.adam.betas", [0.9, 0.999]),
+    ("actor.adam.weight_decay", 0.01),
+    ("critic.adam.weight_decay", 0.01),
+    ("actor.lr_scheduler", "constant"),
+    ("actor.lr_warmup_ratio", 0.0),
+    ("actor.max_norm", 1.0),
+    ("actor.eps_clip", 0.2),
+    ("actor.entropy_coef", 0.001),
+    ("critic.value_clip", 0.5),
+    ("algo.advantage.estimator", "gae"),
+    ("algo.advantage.gamma", 1.0),
+    ("algo.advantage.lambd", 1.0),
+    ("algo.kl.init_coef", 0.001),
+    ("algo.kl.estimator", "k1"),
+    ("rollout.batch_size", 256),
+    ("rollout.n_samples_per_prompt", 1),
+    ("rollout.temperature", 1.0),
+    ("rollout.max_new_tokens", 1024),
+    ("train.batch_size", 64),
+    ("train.max_epochs", 1),
+    ("train.num_episodes", 15),
+    ("vllm.gpu_memory_utilization", 0.4),
+    ("eval.steps", 100),
+    ("ckpt.save_steps", 100),
+]
+
+
+def test_the_main_recipe_is_tinyzeros_run_as_openrlhf_reads_it():
+    args = check(to_argv(load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml").flags))
+    for dotted, value in TINYZERO_PPO:
+        got = args
+        for part in dotted.split("."):
+            got = getattr(got, part)
+        got = list(got) if isinstance(got, tuple) else got
+        assert got == value, f"{dotted}: {got!r}, TinyZero: {value!r}"
