@@ -46,6 +46,8 @@ data: $(STAMP)
 venv: $(STAMP)
 
 $(STAMP): requirements-test.txt
+	@test -x $(PY) || $(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' || \
+		{ echo "make: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); openrlhf 0.11.2 has wheels for 3.10 to 3.12 only: make ... PYTHON=python3.11"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)

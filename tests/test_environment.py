@@ -3,6 +3,7 @@
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,25 @@ def test_make_test_does_not_reinstall():
     )
     assert dry_run.returncode == 0, dry_run.stderr
     assert "pip" not in dry_run.stdout, dry_run.stdout
+
+
+def test_a_python_without_openrlhf_wheels_is_refused_before_anything_is_installed(tmp_path):
+    shutil.copy(REPO / "Makefile", tmp_path)
+    shutil.copy(REPO / "requirements-test.txt", tmp_path)
+    fake = tmp_path / "python3.13"  # answers the version check as Python 3.13 would
+    fake.write_text(
+        "#!/bin/bash\n"
+        'case "$2" in *version_info*) exit 1;; *python_version*) echo 3.13.1; exit 0;; esac\n'
+        "touch ran-something-else; exit 1\n"
+    )
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["make", "venv", f"PYTHON={fake}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+    )
+    assert done.returncode != 0
+    assert "Python 3.13.1; openrlhf 0.11.2 has wheels for 3.10 to 3.12 only" in done.stdout
+    assert not (tmp_path / ".venv").exists() and not (tmp_path / "ran-something-else").exists()
