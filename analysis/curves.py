@@ -31,7 +31,12 @@ QUANTITIES = [
     ("response_length", "Response length", "tokens", ("train/response_length",)),
     ("kl", "KL to the reference", "KL (nats per token)", ("train/kl",)),
     ("entropy", "Policy entropy", "nats per token", ("train/entropy_loss", "train/entropy")),
-    ("eval_reward", "Held-out mean reward (greedy; TinyZero's validation score)", "mean reward (0 / 0.1 / 1)", ("_pass1",)),
+    (
+        "eval_reward",
+        "Held-out mean reward (greedy; TinyZero's validation score)",
+        "mean reward (0 / 0.1 / 1)",
+        ("_pass1",),
+    ),
 ]
 
 

@@ -39,8 +39,8 @@ from launch.jobs import free_port  # noqa: E402
 
 def start(command: list[str], port: int) -> subprocess.Popen:
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return process
@@ -167,10 +167,14 @@ def main() -> None:
         print(f"{pattern} ({args.rounds} rounds, each server in turn; the median round shown):")
         constant_port, our_port = free_port(), free_port()
         constant = start([*uvicorn, "--port", str(constant_port), "bench.constant_service:create"], constant_port)
-        service = start(
-            [sys.executable, "-m", "reward_funcs.server", "--port", str(our_port), "--workers", str(args.workers)],
-            our_port,
-        )
+        try:
+            service = start(
+                [sys.executable, "-m", "reward_funcs.server", "--port", str(our_port), "--workers", str(args.workers)],
+                our_port,
+            )
+        except RuntimeError:
+            stop(constant)
+            raise
         constant_url, our_url = (f"http://127.0.0.1:{port}/get_reward" for port in (constant_port, our_port))
         try:
             ceiling_runs, our_runs = [], []

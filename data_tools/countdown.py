@@ -176,7 +176,8 @@ def generate(config: Config, wanted: int, workers: int, progress: bool = True) -
     wave = max(1, workers) * 2
     draws = 0
     _setup(config)  # before forking: workers inherit the configuration and the lookup table
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    # One chunk's worth is quicker made here than handed to processes.
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 and wanted > CHUNK else None
     try:
         next_chunk = 0
         while len(unique) < wanted:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import random
 import shlex
 import signal
 import socket
@@ -121,10 +122,26 @@ def save_run(run: Path, recipe: Recipe, argv: list[str], command: str, extra: di
 # ---- a local head ------------------------------------------------------------------------------------------
 
 
+# Below Linux's ephemeral range (32768 and up by default): the kernel never hands these ports to outgoing
+# connections, so a port found free stays free until its server binds it, even while Ray opens dozens of them.
+PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that nobody listens on, never the same one twice in this process."""
+    for _ in range(1000):
+        port = random.randrange(*PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {PORT_RANGE[0]} and {PORT_RANGE[1]}")
 
 
 class LocalHead:
@@ -134,7 +151,7 @@ class LocalHead:
     def __init__(self, gpus: int, ray_bin: str | None = None):
         self.gpus = gpus
         self.ray = ray_bin or str(Path(sys.executable).with_name("ray"))
-        self.port, self.dashboard = free_port(), free_port()
+        self.port, self.dashboard, self.client_port, self.agent_port = (free_port() for _ in range(4))
         self.address = f"http://127.0.0.1:{self.dashboard}"
         self.process: subprocess.Popen | None = None
 
@@ -147,6 +164,8 @@ class LocalHead:
             f"--port={self.port}",
             f"--dashboard-port={self.dashboard}",
             "--dashboard-host=127.0.0.1",
+            f"--ray-client-server-port={self.client_port}",  # not Ray's fixed defaults, which another Ray may hold
+            f"--dashboard-agent-listen-port={self.agent_port}",
             f"--num-gpus={self.gpus}",
             "--include-dashboard=true",
             "--disable-usage-stats",
@@ -156,7 +175,7 @@ class LocalHead:
         )
         from ray.job_submission import JobSubmissionClient
 
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 error = self.process.stderr.read().decode().strip().splitlines()
@@ -165,7 +184,7 @@ class LocalHead:
                 JobSubmissionClient(self.address).list_jobs()
                 return self.address
             except Exception:
-                if time.time() > deadline:
+                if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"the Ray dashboard at {self.address} did not come up") from None
                 time.sleep(1)
@@ -184,10 +203,20 @@ class LocalHead:
 # ---- jobs --------------------------------------------------------------------------------------------------
 
 
-def submit(address: str, entrypoint: str, env: dict, job_id: str | None = None) -> str:
+def submit(address: str, entrypoint: str, env: dict, job_id: str | None = None, wait: float = 120) -> str:
+    """Submit the job; a head that has just started may have no job agent yet ("No available agent to submit
+    job"): that answer is retried for up to `wait` seconds."""
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address).submit_job(entrypoint=entrypoint, runtime_env=env, submission_id=job_id)
+    client = JobSubmissionClient(address)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint, runtime_env=env, submission_id=job_id)
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def follow(address: str, job_id: str, out=sys.stdout) -> str:
@@ -244,10 +273,11 @@ class RewardServices:
                     cwd=Path(__file__).resolve().parents[1],
                 )
             )
+        deadline = time.monotonic() + 120
         for url, process in zip(self.urls, self.processes, strict=True):
-            for _ in range(300):
+            while time.monotonic() < deadline:
                 try:
-                    with urllib.request.urlopen(url.replace("/get_reward", "/health"), timeout=1):
+                    with urllib.request.urlopen(url.replace("/get_reward", "/health"), timeout=5):
                         break
                 except OSError:
                     if process.poll() is not None:
@@ -265,4 +295,8 @@ class RewardServices:
         for process in self.processes:
             process.terminate()
         for process in self.processes:
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -8,9 +8,10 @@ The file finds its own package next to it, so it works from any working director
 repository that `ray job submit --runtime-env-json '{"working_dir": "."}'` unpacks on each node.
 
 Returns rewards 0 / 0.1 / 1.0 (TinyZero's), scores 1.0 for a correct answer and 0.0 otherwise (read by OpenRLHF's
-dynamic filtering; its eval pass@k averages the rewards, like TinyZero's validation score), and extra_logs `accuracy` and `format` (an answer tag was found), which OpenRLHF
-logs as training metrics. A malformed completion is scored, never raised on; a malformed label is our bug:
-it is logged at ERROR with the fix, then raised.
+dynamic filtering; its eval pass@k averages the rewards, like TinyZero's validation score), and extra_logs
+`accuracy` and `format` (an answer tag was found), which OpenRLHF logs as training metrics. A malformed
+completion is scored, never raised on; a malformed label is our bug: it is logged at ERROR with the fix, then
+raised.
 
 Set REWARD_SAMPLE_EVERY=N to print one scored sample in N (off by default).
 """

@@ -1,14 +1,22 @@
 import os
 import tempfile
 
-# OpenRLHF's loader goes through `datasets`, which caches what it reads: keep that out of the home folder, and
-# make sure nothing reaches for the hub. Set before any test module imports `datasets`.
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="tests-hf-home-"))
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The tests must mean the same on any machine, so what a developer's or a CI runner's environment could change
+# is fixed here, before any test module imports `datasets`, `matplotlib` or `ray`:
+# - no cluster, W&B key, GPU list or sample printing inherited from the shell (the launcher and reward read them);
+# - OpenRLHF's loader goes through `datasets`, which caches what it reads: a fresh cache, never the hub;
+# - loopback traffic never goes through a proxy; matplotlib's cache is writable; Ray's socket paths stay short.
+for name in ("RAY_ADDRESS", "WANDB_API_KEY", "CUDA_VISIBLE_DEVICES", "REWARD_SAMPLE_EVERY", "HF_HUB_CACHE"):
+    os.environ.pop(name, None)
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="tests-hf-home-")
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="tests-mpl-")
+os.environ.setdefault("RAY_TMPDIR", "/tmp")
 
-import pytest
-from testkit import CharTokenizer, StandInEngine
+import pytest  # noqa: E402  (after the environment is fixed)
+from testkit import CharTokenizer, StandInEngine  # noqa: E402
 
 
 @pytest.fixture

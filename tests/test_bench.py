@@ -15,9 +15,15 @@ def run_bench(*argv):
 
 
 def test_reward_bench_times_both_scorers_and_guards_the_baseline():
-    out = run_bench("bench.rewards", "--completions", "40", "--repeats", "1", "--guard-seconds", "0.5")
+    out = run_bench("bench.rewards", "--completions", "40", "--repeats", "1", "--guard-seconds", "2")
     assert re.search(r"ratio ours / eval baseline \(mean\): \d+\.\d\dx", out), out
-    assert out.count("killed (hangs)") == 4, out  # the four bombs hit the guard, ours scored them
+    killed = [line.split("  ")[1] for line in out.splitlines() if "killed (hangs)" in line]
+    assert killed == [
+        "power bomb 44**35**19",
+        "power bomb 9**9**9**9",
+        "floor-division bomb",
+        "power bomb in parentheses",
+    ]
     assert re.search(r"worst case, ours: [\d,]+ us", out), out
 
 

@@ -1,17 +1,22 @@
 """The launcher: the exact command, run folders, resume, and `make train` on a machine without GPUs."""
 
 import datetime
+import http.server
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 from testkit import REPO, launch_dry_run
 
 from launch import __main__ as cli
 from launch import jobs
+from launch.jobs import PORT_RANGE, free_port
 from launch.openrlhf_cli import check
 from launch.recipe import load
 
@@ -155,3 +160,50 @@ def test_resume_points_at_the_services_started_now(tmp_path, monkeypatch):
     args = cli.build_parser().parse_args(["train", "--resume", str(run), "--dry-run"])
     assert cli.launch(resumed_recipe, args, argv, run) == 0
     assert "--reward.remote_url http://127.0.0.1:6200/get_reward" in printed[0] and ":5999" not in printed[0]
+
+
+def test_ports_are_distinct_free_and_outside_the_ephemeral_range():
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(PORT_RANGE[0] <= p < PORT_RANGE[1] for p in ports)
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert PORT_RANGE[1] <= low  # the kernel never gives these to outgoing connections
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[-1]))
+
+
+def test_submit_waits_for_a_job_agent_that_is_not_up_yet():
+    """A head that has just started answers 503 "No available agent" for a few seconds: submit retries that,
+    and only that."""
+    answers = [(503, b"No available agent to submit job, please try again later.")] * 2
+    answers.append((200, json.dumps({"submission_id": "job-1", "job_id": None}).encode()))
+    posts = []
+
+    class Dashboard(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def reply(self, status, body):
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):  # the client's version check
+            self.reply(200, json.dumps({"ray_version": "2.55.0", "version": "4", "ray_commit": "x"}).encode())
+
+        def do_POST(self):
+            posts.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.reply(*answers[min(len(posts), len(answers)) - 1])
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Dashboard)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert jobs.submit(address, "echo hi", {}, "job-1") == "job-1"
+        assert len(posts) == 3
+        answers[:] = [(500, b"something else went wrong")]
+        with pytest.raises(RuntimeError, match="something else went wrong"):
+            jobs.submit(address, "echo hi", {}, "job-2")
+    finally:
+        server.shutdown()

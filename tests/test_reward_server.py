@@ -34,7 +34,7 @@ def start_server(*args):
             with urllib.request.urlopen(url + "/health", timeout=5) as r:
                 assert json.loads(r.read()) == {"status": "ok"}
                 return process, url
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset, or timed out while it starts
             time.sleep(0.1)
     process.kill()
     raise RuntimeError(process.communicate()[1])
@@ -103,7 +103,7 @@ def test_several_urls_round_robin(server, char_tokenizer, stand_in_engine):
         for _ in range(4):
             out = run_executor(executor, prompt, label, stand_in_engine(completion), char_tokenizer, max_tokens)
             assert out["reward"] == [reward]
-        with urllib.request.urlopen(other_url + "/metrics") as r:
+        with urllib.request.urlopen(other_url + "/metrics", timeout=30) as r:
             assert 'reward_requests_total{status="200"} 2.0' in r.read().decode()
     finally:
         other.send_signal(signal.SIGTERM)
@@ -194,7 +194,7 @@ def test_metrics_count_requests_errors_and_rewards(server):
         post(url, GOOD)
         post(url, {**GOOD, "query": ["Assistant: <answer>1</answer>"]})
         post(url, b"{not json")
-        with urllib.request.urlopen(url + "/metrics") as r:
+        with urllib.request.urlopen(url + "/metrics", timeout=30) as r:
             text = r.read().decode()
         for line in (
             'reward_requests_total{status="200"} 2.0',
@@ -210,6 +210,22 @@ def test_metrics_count_requests_errors_and_rewards(server):
         fresh.wait(timeout=30)
 
 
+def wait_until_read(server_port: int, client_port: int, timeout: float = 60) -> None:
+    """Until the server has read every byte sent on this connection (Linux: its socket's receive queue in
+    /proc/net/tcp is empty), so it has parsed the request's headers and holds the request as in flight."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in open("/proc/net/tcp").read().splitlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+                if int(queues.split(":")[1], 16) == 0:
+                    time.sleep(0.2)  # read from the socket; now parsed by the event loop
+                    return
+        time.sleep(0.05)
+    raise AssertionError("the service did not read the request within a minute")
+
+
 def test_stops_cleanly_on_sigterm_finishing_requests_in_flight():
     """A request whose body is half sent when SIGTERM arrives is still read, scored and answered; then the
     service exits 0."""
@@ -217,21 +233,30 @@ def test_stops_cleanly_on_sigterm_finishing_requests_in_flight():
     body = json.dumps({key: value * 200 for key, value in GOOD.items()}).encode()
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    signalled = False
     try:
         connection.putrequest("POST", "/get_reward")
         connection.putheader("Content-Type", "application/json")
         connection.putheader("Content-Length", str(len(body)))
         connection.endheaders()
         connection.send(body[: len(body) // 2])
-        time.sleep(1.0)  # the service has read the headers: the request is in flight
+        wait_until_read(int(port), connection.sock.getsockname()[1])  # the request is in flight
         process.send_signal(signal.SIGTERM)
+        signalled = True
         time.sleep(0.5)
         connection.send(body[len(body) // 2 :])
         answer = connection.getresponse()
         assert answer.status == 200 and json.loads(answer.read())["rewards"] == [1.0] * 200
     finally:
         connection.close()
-    assert process.wait(timeout=30) == 0
+        if not signalled:  # the test failed before its SIGTERM: do not leave the service running
+            process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert code == 0
     assert "Traceback" not in process.stderr.read()
 
 
