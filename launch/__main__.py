@@ -60,11 +60,14 @@ def ensure_dataset(recipe: Recipe) -> None:
         raise LaunchError(f"generating {spec['out']} failed (see above)")
 
 
-def cluster_gpus(address: str | None) -> int:
+def cluster_gpus(address: str | None, python: str = "python3") -> tuple[int, float | None]:
+    """(GPUs, the smallest GPU's memory in GB or None) of this machine, or of the cluster at `address`."""
     if address is None:
-        return preflight.local_gpus()
+        gpus = preflight.local_gpus()
+        return gpus, preflight.local_gpu_memory_gb() if gpus else None
     try:
-        return probe_cluster(address, None)["gpus"]
+        found = probe_cluster(address, None, python)
+        return found["gpus"], found.get("gpu_memory_gb")
     except LaunchError:
         raise
     except Exception as e:  # the job SDK's errors: connection refused, not a Ray dashboard, ...
@@ -129,8 +132,8 @@ def print_checks(checks) -> bool:
 
 def cmd_preflight(args) -> int:
     recipe = apply_overrides(load(args.recipe), args.set)
-    gpus = cluster_gpus(args.address)
-    return 0 if print_checks(preflight.run(recipe, REPO, gpus)) else 1
+    gpus, memory = cluster_gpus(args.address, args.python or "python3")
+    return 0 if print_checks(preflight.run(recipe, REPO, gpus, memory)) else 1
 
 
 def _resume(run: Path) -> tuple[Recipe, list[str]]:
@@ -163,12 +166,12 @@ def launch(recipe: Recipe, args, argv: list[str] | None = None, run: Path | None
         run = run or Path(args.runs_dir) / recipe.name / "<timestamp>"
         argv = argv or jobs.training_argv(recipe, run, REPO)
         check(argv)  # the command OpenRLHF would get must pass its parser
-        entry = jobs.entrypoint(jobs.python_for(address), argv)
+        entry = jobs.entrypoint(jobs.python_for(address, args.python), argv)
         print(jobs.submit_command(address or "http://127.0.0.1:8265", jobs.runtime_env(recipe, REPO), entry))
         return 0
-    gpus = cluster_gpus(address)
+    gpus, memory = cluster_gpus(address, jobs.python_for(address, args.python))
     # Cheap checks first: a machine that cannot train fails here, before any data is made or anything installed.
-    if not print_checks(preflight.run(recipe, REPO, gpus, data=False)):
+    if not print_checks(preflight.run(recipe, REPO, gpus, memory, data=False)):
         print("preflight failed: nothing was submitted", file=sys.stderr)
         return 1
     ensure_dataset(recipe)
@@ -183,7 +186,8 @@ def launch(recipe: Recipe, args, argv: list[str] | None = None, run: Path | None
 
 def _checked_launch(recipe: Recipe, args, argv, run, address, gpus) -> int:
     args_ = check(jobs.training_argv(recipe, REPO / "runs" / "preflight", REPO))
-    if not print_checks(preflight.check_data(recipe, args_, REPO) + preflight.check_http_reward(args_, REPO)):
+    late = preflight.check_data(recipe, args_, REPO) + preflight.check_disk(args_, REPO, Path(args.runs_dir))
+    if not print_checks(late + preflight.check_http_reward(args_, REPO)):
         print("preflight failed: nothing was submitted", file=sys.stderr)
         return 1
     if address is None and not args.no_install:
@@ -201,7 +205,7 @@ def _checked_launch(recipe: Recipe, args, argv, run, address, gpus) -> int:
             run = jobs.new_run_dir(Path(args.runs_dir).resolve(), recipe.name)
             argv = jobs.training_argv(recipe, run, REPO)
         env = jobs.runtime_env(recipe, REPO)
-        entry = jobs.entrypoint(jobs.python_for(args.address), argv)
+        entry = jobs.entrypoint(jobs.python_for(args.address, args.python), argv)
         job = jobs.submit(address, entry, env)
         jobs.save_run(
             run,
@@ -246,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
         p.add_argument(
             "--address", default=os.environ.get("RAY_ADDRESS") or None, help="Ray cluster (default: RAY_ADDRESS)"
+        )
+        p.add_argument(
+            "--python",
+            default=None,
+            help="the interpreter with openrlhf on the cluster's nodes (default: python3 on a cluster, this one "
+            "for a local head)",
         )
 
     train = sub.add_parser("train", help="check a recipe and run it as a Ray job")

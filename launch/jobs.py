@@ -78,9 +78,14 @@ def _nest(flat: dict) -> dict:
     return tree
 
 
+# Our own settings, taken from the launching shell to every node of the job when set there.
+FORWARDED_ENV = ("REWARD_SAMPLE_EVERY",)
+
+
 def runtime_env(recipe: Recipe, repo: Path) -> dict:
+    """`recipe.env` (the recipe's own variables), then FORWARDED_ENV and the secrets, from this shell."""
     env_vars = {k: str(v) for k, v in (recipe.meta.get("env") or {}).items()}
-    for name in SECRET_ENV:
+    for name in (*FORWARDED_ENV, *SECRET_ENV):
         if os.environ.get(name):
             env_vars[name] = os.environ[name]
     return {"working_dir": str(repo), "excludes": EXCLUDES, "env_vars": env_vars}
@@ -99,9 +104,9 @@ def entrypoint(python: str, argv: list[str]) -> str:
     return shlex.join([python, "-m", "openrlhf.cli.train_ppo_ray", *argv])
 
 
-def python_for(address: str | None) -> str:
-    """The job's interpreter: ours for a head we start here; the cluster's own `python3` otherwise."""
-    return sys.executable if address is None else "python3"
+def python_for(address: str | None, python: str | None = None) -> str:
+    """The job's interpreter: `--python` when given; ours for a head we start here; `python3` on a cluster."""
+    return python or (sys.executable if address is None else "python3")
 
 
 def submit_command(address: str, env: dict, entrypoint: str) -> str:

@@ -10,7 +10,9 @@ Each check prints one line, `ok`, `warn` or `FAIL` with the fix; any FAIL stops 
   memory   an estimate of each GPU's peak use (model states by ZeRO stage, activations, vLLM's share)
   env      the job's environment variables: none of those train_ppo_ray sets itself
   data     files exist, every label parses, the test split's reference solutions score 1.0 through the
-           reward file loaded as OpenRLHF loads it, prompts fit the length budget
+           reward file loaded as OpenRLHF loads it, prompts fit the length budget and match
+           data.apply_chat_template, the train split fills a rollout batch
+  disk     the checkpoints the run will write against the free space where runs go (warns only)
   reward   an HTTP reward (when the recipe uses a URL) answers a probe correctly
 """
 
@@ -75,6 +77,23 @@ def local_gpus() -> int:
     return sum(line.startswith("GPU ") for line in out.splitlines())
 
 
+def local_gpu_memory_gb() -> float | None:
+    """The smallest GPU's memory on this machine in GB (as nvidia-smi reports it), None without a driver."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
+        sizes = [float(line) for line in out.split() if line.strip()]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return round(min(sizes) / 1024, 1) if sizes else None  # MiB -> GiB, how GPUs are sold ("80 GB")
+
+
 def gpus_needed(args) -> int:
     actor = args.actor.num_nodes * args.actor.num_gpus_per_node
     engines = (args.vllm.num_engines or 0) * args.vllm.tensor_parallel_size
@@ -116,7 +135,25 @@ def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
                     "gpus",
                     f"hybrid engine (train.colocate_all) needs actor GPUs ({actor}) = vllm.num_engines x "
                     f"vllm.tensor_parallel_size ({engines}): set vllm.num_engines to "
-                    f"{actor // args.vllm.tensor_parallel_size or 1}",
+                    f"{actor // args.vllm.tensor_parallel_size or 1}, or change actor.num_gpus_per_node (and the "
+                    "colocated ref and critic with it)",
+                )
+            )
+    # Colocated models share the actor's placement group, bundle for bundle: OpenRLHF asserts it for the reference,
+    # and a critic larger than the group has no bundle to go to.
+    shared = [("ref", built["ref"])] if args.train.colocate_all or args.train.colocate_actor_ref else []
+    if args.train.colocate_all:
+        shared.append(("critic", built["critic"]))
+    actor_place = (args.actor.num_nodes, args.actor.num_gpus_per_node)
+    for role, exists in shared:
+        place = (getattr(args, role).num_nodes, getattr(args, role).num_gpus_per_node)
+        if exists and place != actor_place:
+            checks.append(
+                fail(
+                    "gpus",
+                    f"colocated {role} on {place[0]} node(s) x {place[1]} GPU(s), the actor on {actor_place[0]} x "
+                    f"{actor_place[1]}: colocated models need the same placement; set {role}.num_nodes "
+                    f"{actor_place[0]} and {role}.num_gpus_per_node {actor_place[1]}",
                 )
             )
     if needed > cluster_gpus:
@@ -363,6 +400,59 @@ def reference_completion(label: dict) -> str | None:
     return None if answer is None else f" ... </think>\n<answer>{answer}</answer><|endoftext|>"
 
 
+def count_rows(path: Path) -> int:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def dataset_path(spec: str, repo: Path) -> Path:
+    name = spec.split(",")[0].strip()
+    return Path(name) if Path(name).is_absolute() else repo / name
+
+
+# ---- disk ------------------------------------------------------------------------------------------------------
+
+
+def check_disk(args, repo: Path, runs_dir: Path) -> list[Check]:
+    """What the run's checkpoints will take on disk, against the free space where runs are written. OpenRLHF
+    rotates its DeepSpeed checkpoints (ckpt.max_num) but keeps every `global_step*_hf` copy (ckpt.save_hf)."""
+    shape = models.shape(args.actor.model_name_or_path)
+    train = dataset_path(args.data.prompt_dataset or "", repo)
+    if shape is None or not train.is_file():
+        return []
+    steps = count_rows(train) * args.train.num_episodes // args.rollout.batch_size
+    model_gb = 2 * shape.params  # bf16 weights
+    ds_gb = (2 + ADAM_BYTES) * shape.params * (2 if args.critic.model_name_or_path else 1)  # actor (+ critic)
+    hf_saves = steps // args.ckpt.save_steps if args.ckpt.save_hf and args.ckpt.save_steps > 0 else 0
+    ds_saves = min(args.ckpt.max_num, steps // args.ckpt.save_steps) if args.ckpt.save_steps > 0 else 0
+    total = hf_saves * model_gb + ds_saves * ds_gb + model_gb
+    where = runs_dir
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free / 1e9
+    line = (
+        f"checkpoints take about {total:,.0f} GB over {steps:,} steps: {hf_saves} Hugging Face copies of "
+        f"{model_gb:.1f} GB (every {args.ckpt.save_steps} steps, never deleted), {ds_saves} DeepSpeed checkpoints of "
+        f"{ds_gb:.0f} GB (rotated), the final model; {free:,.0f} GB free at {where}"
+    )
+    if total > free:
+        saves = max(hf_saves, ds_saves)
+        used = [(k * model_gb if hf_saves else 0) + min(k, ds_saves) * ds_gb for k in range(1, saves + 1)]
+        full = next((k for k, gb in enumerate(used, 1) if gb > free), saves) * args.ckpt.save_steps
+        return [
+            warn(
+                "disk",
+                f"{line}: the disk fills near step {full:,}; raise ckpt.save_steps, lower ckpt.max_num, set "
+                "ckpt.save_hf false (the final model is still saved), or stop the run before then",
+            )
+        ]
+    return [ok("disk", line)]
+
+
 def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
     from reward_funcs import TASKS, LabelError, parse_label
 
@@ -400,6 +490,35 @@ def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
             if bad:
                 checks.append(fail("data", f"{name}: {len(bad)} of {len(rows)} labels cannot be scored, e.g. {bad[0]}"))
                 continue
+            chat = isinstance(rows[0][args.data.input_key], list)
+            if chat and not args.data.apply_chat_template:
+                checks.append(
+                    fail(
+                        "data",
+                        f"{name} holds chat messages but data.apply_chat_template is off: OpenRLHF would pass the "
+                        "list itself as the prompt; set data.apply_chat_template true, or use --template base / "
+                        "qwen-instruct",
+                    )
+                )
+                continue
+            if not chat and args.data.apply_chat_template:
+                checks.append(
+                    warn(
+                        "data",
+                        f"{name} holds rendered prompts and data.apply_chat_template is on: each prompt is wrapped "
+                        "once more as a user message; make the data with --template chat, or turn it off",
+                    )
+                )
+            if split == "train":
+                total = count_rows(path) if len(rows) == LABEL_ROWS_CHECKED else len(rows)
+                if total < args.rollout.batch_size:
+                    checks.append(
+                        warn(
+                            "data",
+                            f"{name}: {total} prompts, fewer than one rollout batch ({args.rollout.batch_size}): "
+                            "lower rollout.batch_size or make more data",
+                        )
+                    )
             longest = max(len(_prompt_text(r[args.data.input_key])) for r in rows)
             if longest / CHARS_PER_TOKEN > budget:
                 checks.append(
@@ -484,7 +603,12 @@ def check_http_reward(args, repo: Path) -> list[Check]:
 
 
 def run(
-    recipe: Recipe, repo: Path, cluster_gpus: int, gpu_memory_gb: float | None = None, data: bool = True
+    recipe: Recipe,
+    repo: Path,
+    cluster_gpus: int,
+    gpu_memory_gb: float | None = None,
+    data: bool = True,
+    runs_dir: Path | None = None,
 ) -> list[Check]:
     """All checks for `recipe`; stops after `flags` if OpenRLHF refuses the command line."""
     argv = to_argv(recipe.flags)
@@ -502,14 +626,26 @@ def run(
     except CommandLineError as e:
         return [fail("flags", f"OpenRLHF 0.11.2 refuses the recipe: {e}")]
     checks = [ok("flags", f"{sum(t.startswith('--') for t in argv)} flags accepted by OpenRLHF 0.11.2's parser")]
-    gpu_gb = gpu_memory_gb or (recipe.meta.get("hardware") or {}).get("gpu_memory_gb")
+    sized_for = (recipe.meta.get("hardware") or {}).get("gpu_memory_gb")
+    gpu_gb = gpu_memory_gb or sized_for
     checks += check_gpus(recipe, args, cluster_gpus)
     checks += check_model(recipe, args)
     checks += check_batches(args)
-    checks += check_memory(recipe, args, gpu_gb)
+    memory = check_memory(recipe, args, gpu_gb)
+    if gpu_memory_gb and sized_for and abs(gpu_memory_gb - sized_for) > 0.1 * sized_for:
+        memory = [
+            Check(
+                c.name,
+                c.status,
+                f"{c.message}; the cluster's GPUs have {gpu_memory_gb:g} GB, the recipe was sized for {sized_for:g} GB",
+            )
+            for c in memory
+        ]
+    checks += memory
     checks += check_env(recipe)
     if data:
         checks += check_data(recipe, args, repo)
+        checks += check_disk(args, repo, runs_dir or repo / "runs")
         checks += check_http_reward(args, repo)
     return checks
 

@@ -38,6 +38,12 @@ def score_references(reward_path: str, data_path: str, input_key: str, label_key
     return {"cwd": os.getcwd(), "scored": len(rewards), "correct": sum(r == 1.0 for r in rewards)}
 
 
+def gpu_memory() -> float | None:
+    from launch.preflight import local_gpu_memory_gb
+
+    return local_gpu_memory_gb()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reward", help="reward file, relative to the working_dir (omit to count GPUs only)")
@@ -50,6 +56,8 @@ def main() -> None:
     if args.reward and args.data:
         result = ray.get(score_references.remote(args.reward, args.data, args.input_key, args.label_key))
     result["gpus"] = int(ray.cluster_resources().get("GPU", 0))
+    if result["gpus"]:  # measured on a GPU node: the memory check uses it rather than what the recipe assumed
+        result["gpu_memory_gb"] = ray.get(ray.remote(num_gpus=1)(gpu_memory).remote())
     print(PREFIX + json.dumps(result), flush=True)
 
 

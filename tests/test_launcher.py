@@ -53,6 +53,15 @@ def test_wandb_key_is_never_printed():
     assert argv[argv.index("--logger.wandb.key") + 1] == jobs.WANDB_PLACEHOLDER
 
 
+def test_reward_sample_printing_reaches_the_job_when_set_in_the_shell():
+    def env_of(out):
+        words = shlex.split(out)
+        return json.loads(words[words.index("--runtime-env-json") + 1])["env_vars"]
+
+    assert env_of(dry_run(env={"REWARD_SAMPLE_EVERY": "100"}))["REWARD_SAMPLE_EVERY"] == "100"
+    assert "REWARD_SAMPLE_EVERY" not in env_of(dry_run())
+
+
 def test_runs_never_overwrite_each_other(tmp_path):
     now = datetime.datetime(2026, 1, 2, 3, 4, 5)
     first = jobs.new_run_dir(tmp_path, "r", now)
@@ -71,7 +80,7 @@ def test_resume_repeats_the_run_with_load_enable(tmp_path, monkeypatch):
     assert args.ckpt.load_enable and args.ckpt.path == str(run / "ckpt")  # the same checkpoint folder
     assert resumed_recipe.flat() == recipe.flat()
     submitted = []
-    monkeypatch.setattr(cli, "cluster_gpus", lambda address: 2)
+    monkeypatch.setattr(cli, "cluster_gpus", lambda address, python="python3": (2, 80.0))
     monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(entry) or "job")
     monkeypatch.setattr(jobs, "follow", lambda address, job: "SUCCEEDED")
     monkeypatch.setattr(cli, "ensure_dataset", lambda recipe: None)
@@ -207,3 +216,16 @@ def test_submit_waits_for_a_job_agent_that_is_not_up_yet():
             jobs.submit(address, "echo hi", {}, "job-2")
     finally:
         server.shutdown()
+
+
+def test_the_cluster_interpreter_is_python3_unless_given():
+    remote = launch_dry_run(RECIPE, "--address", "http://head:8265")
+    assert shlex.split(remote.split(" -- ", 1)[1])[0] == "python3"
+    chosen = launch_dry_run(RECIPE, "--address", "http://head:8265", "--python", "/opt/rl/.venv/bin/python")
+    assert shlex.split(chosen.split(" -- ", 1)[1])[:3] == [
+        "/opt/rl/.venv/bin/python",
+        "-m",
+        "openrlhf.cli.train_ppo_ray",
+    ]
+    local = launch_dry_run(RECIPE)
+    assert shlex.split(local.split(" -- ", 1)[1])[0] == sys.executable

@@ -1,6 +1,8 @@
 """Preflight: a catalogue of misconfigurations, each caught with its own message, and the memory estimate."""
 
 import json
+import os
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,7 +21,7 @@ BASE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "countdown"
-    countdown.main(["--out", str(out), "--train-size", "200", "--test-size", "40"])
+    countdown.main(["--out", str(out), "--train-size", "300", "--test-size", "40", "--workers", "1"])
     return out
 
 
@@ -122,6 +124,13 @@ CATALOGUE = {
     "memory over the gpu": (["recipe.hardware.gpu_memory_gb=24"], 2, "FAIL", "fits with:"),
     "prompts over the budget": (["data.max_len=1100"], 2, "FAIL", "exceed the budget"),
     "more gpus than the cluster": ([], 1, "FAIL", "needs 2 GPUs, the cluster has 1"),
+    "colocated ref on fewer gpus": (
+        ["actor.num_gpus_per_node=4", "vllm.num_engines=4"],
+        4,
+        "FAIL",
+        "colocated ref on 1 node(s) x 2 GPU(s), the actor on 1 x 4",
+    ),
+    "fewer prompts than a rollout batch": (["rollout.batch_size=512"], 2, "warn", "fewer than one rollout batch"),
 }
 
 
@@ -198,3 +207,53 @@ def test_estimate_agrees_with_what_tinyzero_users_saw():
         "recipe.hardware.gpu_memory_gb=80",
     ]
     assert memory_share(single, 1) < 0.9
+
+
+def test_chat_prompts_need_the_chat_template_and_rendered_ones_do_not(tmp_path):
+    chat = tmp_path / "chat"
+    countdown.main(["--out", str(chat), "--template", "chat", "--train-size", "300", "--test-size", "20"])
+    off = checked(chat, [])
+    assert [c.status for c in off if "holds chat messages but data.apply_chat_template is off" in c.message] == [
+        "FAIL",
+        "FAIL",
+    ]
+    on = checked(chat, ["data.apply_chat_template=true"])
+    assert not [c for c in on if c.name == "data" and c.status != "ok"], [c.line() for c in on]
+
+
+def test_rendered_prompts_with_the_chat_template_on_warn(data):
+    checks = checked(data, ["data.apply_chat_template=true"])
+    assert any(c.status == "warn" and "wrapped once more as a user message" in c.message for c in checks)
+
+
+def test_disk_estimate_counts_every_hf_copy_and_the_rotated_deepspeed_checkpoints(data, monkeypatch):
+    # 300 prompts x 1,000 episodes / 256 a step = 1,171 steps: 11 HF copies (every 100 steps) of 2 x 3.09 GB,
+    # 3 DeepSpeed checkpoints (max_num) of 14 x 3.09 GB for the actor and as much for the critic, the final model.
+    total = 11 * 6.18 + 3 * 86.52 + 6.18
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1e12, 0, 100e9))
+    disk = [c for c in checked(data, ["train.num_episodes=1000"]) if c.name == "disk"]
+    assert len(disk) == 1 and disk[0].status == "warn", disk
+    assert f"about {total:,.0f} GB over 1,171 steps" in disk[0].message
+    # at 100 GB free: step 100 holds one copy and one DeepSpeed checkpoint (92.7 GB), step 200 two of each
+    assert "the disk fills near step 200" in disk[0].message
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1e13, 0, 5e12))
+    assert [c.status for c in checked(data, ["train.num_episodes=1000"]) if c.name == "disk"] == ["ok"]
+
+
+def test_measured_gpu_memory_replaces_what_the_recipe_assumed(data):
+    recipe = apply_overrides(
+        load(BASE), [f"data.prompt_dataset={data / 'train.parquet'}", f"eval.dataset={data / 'test.parquet'}"]
+    )
+    memory = [c for c in preflight.run(recipe, REPO, 2, gpu_memory_gb=79.6, data=False) if c.name == "memory"]
+    assert memory[0].status == "FAIL" and "of 80 GB per GPU" in memory[0].message
+    assert "the cluster's GPUs have 79.6 GB, the recipe was sized for 141 GB" in memory[0].message
+
+
+def test_gpu_memory_is_read_from_nvidia_smi(tmp_path, monkeypatch):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\ncase "$*" in *memory.total*) printf "81559\\n40960\\n";; esac\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert preflight.local_gpu_memory_gb() == 40.0  # the smallest GPU, in GiB
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert preflight.local_gpu_memory_gb() is None
