@@ -53,13 +53,21 @@ def test_wandb_key_is_never_printed():
     assert argv[argv.index("--logger.wandb.key") + 1] == jobs.WANDB_PLACEHOLDER
 
 
-def test_reward_sample_printing_reaches_the_job_when_set_in_the_shell():
+def in_process_dry_run(capsys, *args) -> str:
+    """The launcher's dry run in this process: quicker than `launch_dry_run` where its output is all we need."""
+    assert cli.main(["train", str(RECIPE), "--dry-run", *args]) == 0
+    return capsys.readouterr().out.strip()
+
+
+def test_reward_sample_printing_reaches_the_job_when_set_in_the_shell(capsys, monkeypatch):
     def env_of(out):
         words = shlex.split(out)
         return json.loads(words[words.index("--runtime-env-json") + 1])["env_vars"]
 
-    assert env_of(dry_run(env={"REWARD_SAMPLE_EVERY": "100"}))["REWARD_SAMPLE_EVERY"] == "100"
-    assert "REWARD_SAMPLE_EVERY" not in env_of(dry_run())
+    monkeypatch.setenv("REWARD_SAMPLE_EVERY", "100")
+    assert env_of(in_process_dry_run(capsys))["REWARD_SAMPLE_EVERY"] == "100"
+    monkeypatch.delenv("REWARD_SAMPLE_EVERY")
+    assert "REWARD_SAMPLE_EVERY" not in env_of(in_process_dry_run(capsys))
 
 
 def test_runs_never_overwrite_each_other(tmp_path):
@@ -218,14 +226,11 @@ def test_submit_waits_for_a_job_agent_that_is_not_up_yet():
         server.shutdown()
 
 
-def test_the_cluster_interpreter_is_python3_unless_given():
-    remote = launch_dry_run(RECIPE, "--address", "http://head:8265")
-    assert shlex.split(remote.split(" -- ", 1)[1])[0] == "python3"
-    chosen = launch_dry_run(RECIPE, "--address", "http://head:8265", "--python", "/opt/rl/.venv/bin/python")
-    assert shlex.split(chosen.split(" -- ", 1)[1])[:3] == [
-        "/opt/rl/.venv/bin/python",
-        "-m",
-        "openrlhf.cli.train_ppo_ray",
-    ]
-    local = launch_dry_run(RECIPE)
-    assert shlex.split(local.split(" -- ", 1)[1])[0] == sys.executable
+def test_the_cluster_interpreter_is_python3_unless_given(capsys):
+    def interpreter(*args):
+        return shlex.split(in_process_dry_run(capsys, *args).split(" -- ", 1)[1])[:3]
+
+    assert interpreter("--address", "http://head:8265")[0] == "python3"
+    chosen = interpreter("--address", "http://head:8265", "--python", "/opt/rl/.venv/bin/python")
+    assert chosen == ["/opt/rl/.venv/bin/python", "-m", "openrlhf.cli.train_ppo_ray"]
+    assert interpreter()[0] == sys.executable
