@@ -291,10 +291,19 @@ def write_step_curve(folder: Path, by_step: list[tuple]) -> None:
 
 
 def run_models(run: Path) -> list[Path]:
-    """A run's final model and its saved Hugging Face checkpoints (folders holding a config.json)."""
-    found = [p.parent for p in sorted(run.glob("final/config.json"))]
-    found += [p.parent for p in sorted((run / "ckpt").glob("**/config.json"))]
-    return found
+    """A run's final model, then its Hugging Face checkpoints by step. OpenRLHF writes `ckpt/global_step{N}_hf`
+    every ckpt.save_steps and `ckpt/best_global_step{N}_hf` when the eval metric improves; a best copy is
+    evaluated only when no regular one exists for its step (they hold the same weights)."""
+    by_step: dict[int, Path] = {}
+    others = []
+    for config in sorted((run / "ckpt").glob("**/config.json")):
+        found = re.fullmatch(r"(best_)?global_step(\d+)_hf", config.parent.name)
+        if not found:
+            others.append(config.parent)
+        elif found.group(1) is None or int(found.group(2)) not in by_step:
+            by_step[int(found.group(2))] = config.parent
+    final = [run / "final"] if (run / "final" / "config.json").is_file() else []
+    return final + [by_step[step] for step in sorted(by_step)] + others
 
 
 def main(argv=None) -> int:

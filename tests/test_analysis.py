@@ -327,3 +327,24 @@ def test_report_table_and_missing_runs(tmp_path):
     assert (tmp_path / "report" / "accuracy.png").is_file() and (
         tmp_path / "report" / "curves" / "reward.png"
     ).is_file()
+
+
+def test_a_runs_checkpoints_come_by_step_and_best_copies_only_when_alone(tmp_path):
+    from analysis.evaluate import run_models
+
+    for folder in (
+        "final",
+        "ckpt/global_step1000_hf",
+        "ckpt/global_step200_hf",
+        "ckpt/best_global_step200_hf",
+        "ckpt/best_global_step300_hf",
+    ):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "config.json").write_text("{}")
+    (tmp_path / "ckpt/_actor/global_step200").mkdir(parents=True)  # DeepSpeed's own checkpoint: not a model
+    assert [p.relative_to(tmp_path).as_posix() for p in run_models(tmp_path)] == [
+        "final",
+        "ckpt/global_step200_hf",
+        "ckpt/best_global_step300_hf",
+        "ckpt/global_step1000_hf",
+    ]
