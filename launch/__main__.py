@@ -133,7 +133,7 @@ def print_checks(checks) -> bool:
 def cmd_preflight(args) -> int:
     recipe = apply_overrides(load(args.recipe), args.set)
     gpus, memory = cluster_gpus(args.address, args.python or "python3")
-    return 0 if print_checks(preflight.run(recipe, REPO, gpus, memory)) else 1
+    return 0 if print_checks(preflight.run(recipe, REPO, gpus, memory, runs_dir=Path(args.runs_dir))) else 1
 
 
 def _resume(run: Path) -> tuple[Recipe, list[str]]:
@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("preflight", help="check a recipe against OpenRLHF, the cluster, the model and the data")
     pre.add_argument("recipe")
     common(pre)
+    pre.add_argument("--runs-dir", default=str(REPO / "runs"), help="where runs go (for the disk check)")
     sweep = sub.add_parser("sweep", help="run every variant of an ablation")
     sweep.add_argument("ablation")
     common(sweep)

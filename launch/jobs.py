@@ -127,16 +127,25 @@ def save_run(run: Path, recipe: Recipe, argv: list[str], command: str, extra: di
 # ---- a local head ------------------------------------------------------------------------------------------
 
 
-# Below Linux's ephemeral range (32768 and up by default): the kernel never hands these ports to outgoing
-# connections, so a port found free stays free until its server binds it, even while Ray opens dozens of them.
-PORT_RANGE = (20000, 32000)
+def port_range() -> tuple[int, int]:
+    """Ports below the kernel's ephemeral range (32768 and up by default), which it never hands to outgoing
+    connections: a port found free there stays free until its server binds it, even while Ray opens dozens."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(1024, low - 12000), low
+
+
 _handed_out: set[int] = set()
+_random = random.Random()  # our own: a test that seeds `random` must not make two processes pick alike
 
 
 def free_port() -> int:
     """A loopback port that nobody listens on, never the same one twice in this process."""
-    for _ in range(1000):
-        port = random.randrange(*PORT_RANGE)
+    low, high = port_range()
+    for _ in range(1000 if high - low >= 1000 else 0):
+        port = _random.randrange(low, high)
         if port in _handed_out:
             continue
         with socket.socket() as s:
@@ -146,7 +155,13 @@ def free_port() -> int:
                 continue
         _handed_out.add(port)
         return port
-    raise RuntimeError(f"no free port between {PORT_RANGE[0]} and {PORT_RANGE[1]}")
+    while True:  # no room below the ephemeral range on this machine: let the kernel choose
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class LocalHead:

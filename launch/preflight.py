@@ -78,12 +78,14 @@ def local_gpus() -> int:
 
 
 def local_gpu_memory_gb() -> float | None:
-    """The smallest GPU's memory on this machine in GB (as nvidia-smi reports it), None without a driver."""
+    """The smallest visible GPU's memory on this machine in GB (10^9 bytes), None without a driver."""
     if not shutil.which("nvidia-smi"):
         return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
+            + ([f"--id={visible}"] if visible else []),
             capture_output=True,
             text=True,
             timeout=20,
@@ -91,7 +93,7 @@ def local_gpu_memory_gb() -> float | None:
         sizes = [float(line) for line in out.split() if line.strip()]
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    return round(min(sizes) / 1024, 1) if sizes else None  # MiB -> GiB, how GPUs are sold ("80 GB")
+    return round(min(sizes) * 2**20 / 1e9, 1) if sizes else None  # MiB -> GB of 10^9 bytes, as the estimate counts
 
 
 def gpus_needed(args) -> int:
@@ -139,23 +141,33 @@ def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
                     "colocated ref and critic with it)",
                 )
             )
-    # Colocated models share the actor's placement group, bundle for bundle: OpenRLHF asserts it for the reference,
+    # Colocated models share the actor's placement group: OpenRLHF asserts the same placement for the reference,
     # and a critic larger than the group has no bundle to go to.
-    shared = [("ref", built["ref"])] if args.train.colocate_all or args.train.colocate_actor_ref else []
-    if args.train.colocate_all:
-        shared.append(("critic", built["critic"]))
     actor_place = (args.actor.num_nodes, args.actor.num_gpus_per_node)
-    for role, exists in shared:
-        place = (getattr(args, role).num_nodes, getattr(args, role).num_gpus_per_node)
-        if exists and place != actor_place:
-            checks.append(
-                fail(
-                    "gpus",
-                    f"colocated {role} on {place[0]} node(s) x {place[1]} GPU(s), the actor on {actor_place[0]} x "
-                    f"{actor_place[1]}: colocated models need the same placement; set {role}.num_nodes "
-                    f"{actor_place[0]} and {role}.num_gpus_per_node {actor_place[1]}",
-                )
+    ref_place = (args.ref.num_nodes, args.ref.num_gpus_per_node)
+    if (args.train.colocate_all or args.train.colocate_actor_ref) and built["ref"] and ref_place != actor_place:
+        checks.append(
+            fail(
+                "gpus",
+                f"colocated ref on {ref_place[0]} node(s) x {ref_place[1]} GPU(s), the actor on {actor_place[0]} x "
+                f"{actor_place[1]}: OpenRLHF needs the same placement; set ref.num_nodes {actor_place[0]} and "
+                f"ref.num_gpus_per_node {actor_place[1]}",
             )
+        )
+    critic_gpus = args.critic.num_nodes * args.critic.num_gpus_per_node
+    if (
+        args.train.colocate_all
+        and not args.train.colocate_critic_reward
+        and built["critic"]
+        and critic_gpus > actor_place[0] * actor_place[1]
+    ):
+        checks.append(
+            fail(
+                "gpus",
+                f"colocated critic on {critic_gpus} GPUs, more than the actor's {actor_place[0] * actor_place[1]} "
+                "it shares them with: set critic.num_nodes and critic.num_gpus_per_node to at most the actor's",
+            )
+        )
     if needed > cluster_gpus:
         checks.append(
             fail(
@@ -409,9 +421,16 @@ def count_rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def dataset_path(spec: str, repo: Path) -> Path:
-    name = spec.split(",")[0].strip()
-    return Path(name) if Path(name).is_absolute() else repo / name
+def dataset_paths(spec: str | None, repo: Path) -> list[Path]:
+    """The files of a comma-separated dataset flag, relative ones under the repository."""
+    names = [n.strip() for n in (spec or "").split(",") if n.strip()]
+    return [Path(n) if Path(n).is_absolute() else repo / n for n in names]
+
+
+def training_steps(args, prompts: int) -> int:
+    """OpenRLHF's global steps: every episode walks the prompts in rollout batches, the last one partial."""
+    prompts = min(prompts, args.data.max_samples)
+    return args.train.num_episodes * -(-prompts // args.rollout.batch_size)
 
 
 # ---- disk ------------------------------------------------------------------------------------------------------
@@ -419,38 +438,46 @@ def dataset_path(spec: str, repo: Path) -> Path:
 
 def check_disk(args, repo: Path, runs_dir: Path) -> list[Check]:
     """What the run's checkpoints will take on disk, against the free space where runs are written. OpenRLHF
-    rotates its DeepSpeed checkpoints (ckpt.max_num) but keeps every `global_step*_hf` copy (ckpt.save_hf)."""
+    rotates the DeepSpeed checkpoints of the actor and the critic (ckpt.max_num each, plus the best one), but
+    keeps every `global_step*_hf` copy (ckpt.save_hf) and every `best_global_step*_hf` copy."""
     shape = models.shape(args.actor.model_name_or_path)
-    train = dataset_path(args.data.prompt_dataset or "", repo)
-    if shape is None or not train.is_file():
+    files = dataset_paths(args.data.prompt_dataset, repo)
+    if shape is None or not files or not all(f.is_file() for f in files):
         return []
-    steps = count_rows(train) * args.train.num_episodes // args.rollout.batch_size
+    steps = training_steps(args, sum(count_rows(f) for f in files))
+    every = args.ckpt.save_steps
     model_gb = 2 * shape.params  # bf16 weights
     ds_gb = (2 + ADAM_BYTES) * shape.params * (2 if args.critic.model_name_or_path else 1)  # actor (+ critic)
-    hf_saves = steps // args.ckpt.save_steps if args.ckpt.save_hf and args.ckpt.save_steps > 0 else 0
-    ds_saves = min(args.ckpt.max_num, steps // args.ckpt.save_steps) if args.ckpt.save_steps > 0 else 0
+    saves = steps // every if every > 0 else 0
+    hf_saves = saves if args.ckpt.save_hf else 0
+    best = bool(args.eval.dataset) and args.eval.steps > 0 and args.ckpt.best_metric_key != "none" and every > 0
+    ds_saves = min(args.ckpt.max_num, saves) + (1 if best and saves else 0)
     total = hf_saves * model_gb + ds_saves * ds_gb + model_gb
     where = runs_dir
     while not where.exists() and where != where.parent:
         where = where.parent
     free = shutil.disk_usage(where).free / 1e9
+    copies = f"{hf_saves} Hugging Face copies of {model_gb:.1f} GB (every {every} steps, never deleted)"
+    if best and args.ckpt.save_hf:
+        copies += f", plus one more each time the eval metric improves (at most {steps // args.eval.steps})"
     line = (
-        f"checkpoints take about {total:,.0f} GB over {steps:,} steps: {hf_saves} Hugging Face copies of "
-        f"{model_gb:.1f} GB (every {args.ckpt.save_steps} steps, never deleted), {ds_saves} DeepSpeed checkpoints of "
-        f"{ds_gb:.0f} GB (rotated), the final model; {free:,.0f} GB free at {where}"
+        f"checkpoints take about {total:,.0f} GB over {steps:,} steps: "
+        + (f"{copies}, {ds_saves} DeepSpeed checkpoints of {ds_gb:.0f} GB (rotated), " if saves else "none saved, ")
+        + f"the final model; {free:,.0f} GB free at {where}"
     )
-    if total > free:
-        saves = max(hf_saves, ds_saves)
-        used = [(k * model_gb if hf_saves else 0) + min(k, ds_saves) * ds_gb for k in range(1, saves + 1)]
-        full = next((k for k, gb in enumerate(used, 1) if gb > free), saves) * args.ckpt.save_steps
-        return [
-            warn(
-                "disk",
-                f"{line}: the disk fills near step {full:,}; raise ckpt.save_steps, lower ckpt.max_num, set "
-                "ckpt.save_hf false (the final model is still saved), or stop the run before then",
-            )
-        ]
-    return [ok("disk", line)]
+    if total <= free:
+        return [ok("disk", line)]
+    if not saves:
+        return [warn("disk", f"{line}: not even the final model fits; free space, or pass --runs-dir elsewhere")]
+    used = [(k * model_gb if hf_saves else 0) + min(k, ds_saves) * ds_gb for k in range(1, saves + 1)]
+    full = next((k for k, gb in enumerate(used, 1) if gb > free), saves) * every
+    return [
+        warn(
+            "disk",
+            f"{line}: the disk fills near step {full:,}; raise ckpt.save_steps, lower ckpt.max_num, set "
+            "ckpt.save_hf false (the final model is still saved), or stop the run before then",
+        )
+    ]
 
 
 def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
@@ -459,6 +486,7 @@ def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
     if not args.data.label_key:
         return [fail("data", "data.label_key is not set: OpenRLHF would send empty labels; set it to label")]
     checks = []
+    train_rows = 0
     files = {"train": args.data.prompt_dataset, "test": args.eval.dataset}
     budget = args.data.max_len - (args.rollout.max_new_tokens or 0)
     for split, spec in files.items():
@@ -480,6 +508,18 @@ def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
                     )
                 continue
             rows = read_rows(path, None if split == "test" else LABEL_ROWS_CHECKED)
+            if not rows:
+                checks.append(fail("data", f"{name} has no rows: generate it again, or fix the path"))
+                continue
+            if args.data.input_key not in rows[0]:
+                checks.append(
+                    fail(
+                        "data",
+                        f"{name} has no column {args.data.input_key!r} (data.input_key); it has "
+                        f"{', '.join(map(repr, rows[0]))}: set data.input_key to the prompt column",
+                    )
+                )
+                continue
             bad = []
             for row in rows:
                 try:
@@ -510,15 +550,7 @@ def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
                     )
                 )
             if split == "train":
-                total = count_rows(path) if len(rows) == LABEL_ROWS_CHECKED else len(rows)
-                if total < args.rollout.batch_size:
-                    checks.append(
-                        warn(
-                            "data",
-                            f"{name}: {total} prompts, fewer than one rollout batch ({args.rollout.batch_size}): "
-                            "lower rollout.batch_size or make more data",
-                        )
-                    )
+                train_rows += count_rows(path) if len(rows) == LABEL_ROWS_CHECKED else len(rows)
             longest = max(len(_prompt_text(r[args.data.input_key])) for r in rows)
             if longest / CHARS_PER_TOKEN > budget:
                 checks.append(
@@ -532,6 +564,15 @@ def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
             if split == "test":
                 checks += _score_references(args, repo, name, rows)
             checks.append(ok("data", f"{name}: {len(rows):,} rows checked, labels parse, prompts fit {budget} tokens"))
+    prompts = min(train_rows, args.data.max_samples)
+    if 0 < prompts < args.rollout.batch_size:
+        checks.append(
+            warn(
+                "data",
+                f"{prompts} training prompts, fewer than one rollout batch ({args.rollout.batch_size}): every step "
+                "gets only those; lower rollout.batch_size or make more data",
+            )
+        )
     return checks or [warn("data", "no dataset in the recipe")]
 
 

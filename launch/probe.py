@@ -57,7 +57,11 @@ def main() -> None:
         result = ray.get(score_references.remote(args.reward, args.data, args.input_key, args.label_key))
     result["gpus"] = int(ray.cluster_resources().get("GPU", 0))
     if result["gpus"]:  # measured on a GPU node: the memory check uses it rather than what the recipe assumed
-        result["gpu_memory_gb"] = ray.get(ray.remote(num_gpus=1)(gpu_memory).remote())
+        task = ray.remote(num_gpus=1)(gpu_memory).remote()
+        try:  # a busy cluster may hold every GPU: then the recipe's figure is used
+            result["gpu_memory_gb"] = ray.get(task, timeout=60)
+        except ray.exceptions.GetTimeoutError:
+            ray.cancel(task, force=True)
     print(PREFIX + json.dumps(result), flush=True)
 
 

@@ -227,17 +227,44 @@ def test_rendered_prompts_with_the_chat_template_on_warn(data):
 
 
 def test_disk_estimate_counts_every_hf_copy_and_the_rotated_deepspeed_checkpoints(data, monkeypatch):
-    # 300 prompts x 1,000 episodes / 256 a step = 1,171 steps: 11 HF copies (every 100 steps) of 2 x 3.09 GB,
-    # 3 DeepSpeed checkpoints (max_num) of 14 x 3.09 GB for the actor and as much for the critic, the final model.
-    total = 11 * 6.18 + 3 * 86.52 + 6.18
+    # OpenRLHF walks 300 prompts in rollout batches of 256, the last partial: 2 steps an episode, 2,000 steps in
+    # 1,000 episodes. Saved every 100 steps: 20 HF copies of 2 x 3.09 GB, never deleted; DeepSpeed checkpoints of
+    # 14 x 3.09 GB for the actor and as much for the critic, 3 kept (ckpt.max_num) plus the best one; the final model.
+    total = 20 * 6.18 + 4 * 86.52 + 6.18
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1e12, 0, 100e9))
     disk = [c for c in checked(data, ["train.num_episodes=1000"]) if c.name == "disk"]
     assert len(disk) == 1 and disk[0].status == "warn", disk
-    assert f"about {total:,.0f} GB over 1,171 steps" in disk[0].message
+    assert f"about {total:,.0f} GB over 2,000 steps: 20 Hugging Face copies" in disk[0].message
+    assert "at most 20)" in disk[0].message  # the best-model copies, one per improving eval
     # at 100 GB free: step 100 holds one copy and one DeepSpeed checkpoint (92.7 GB), step 200 two of each
     assert "the disk fills near step 200" in disk[0].message
+    never = [c for c in checked(data, ["train.num_episodes=1000", "ckpt.save_steps=-1"]) if c.name == "disk"]
+    assert never[0].status == "ok" and "none saved, the final model" in never[0].message
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1e13, 0, 5e12))
     assert [c.status for c in checked(data, ["train.num_episodes=1000"]) if c.name == "disk"] == ["ok"]
+
+
+def test_steps_count_the_partial_last_batch_and_every_train_file(data):
+    args = preflight.check(preflight.to_argv(load(BASE).flags))
+    assert preflight.training_steps(args, 1000) == 15 * 4  # 1,000 prompts in batches of 256: 4 steps an episode
+    assert preflight.training_steps(args, 256) == 15
+    two = f"data.prompt_dataset={data / 'train.parquet'},{data / 'train.parquet'}"
+    assert not [c for c in checked(data, [two]) if "fewer than one rollout batch" in c.message]  # 600 prompts
+    assert [c for c in checked(data, ["data.max_samples=100"]) if "100 training prompts" in c.message]
+
+
+def test_empty_files_and_a_missing_prompt_column_are_named(data, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert any(c.status == "FAIL" and "has no rows" in c.message for c in checked(data, [f"eval.dataset={empty}"]))
+    wrong_key = [c for c in checked(data, ["data.input_key=question"]) if "has no column 'question'" in c.message]
+    assert wrong_key and wrong_key[0].status == "FAIL" and "'prompt'" in wrong_key[0].message
+
+
+def test_a_critic_smaller_than_the_actor_may_share_its_gpus(data):
+    assert not [c for c in checked(data, ["critic.num_gpus_per_node=1"]) if "colocated critic" in c.message]
+    bigger = ["critic.num_gpus_per_node=4"]
+    assert [c.status for c in checked(data, bigger, 4) if "colocated critic on 4 GPUs" in c.message] == ["FAIL"]
 
 
 def test_measured_gpu_memory_replaces_what_the_recipe_assumed(data):
@@ -250,10 +277,20 @@ def test_measured_gpu_memory_replaces_what_the_recipe_assumed(data):
 
 
 def test_gpu_memory_is_read_from_nvidia_smi(tmp_path, monkeypatch):
-    smi = tmp_path / "nvidia-smi"
-    smi.write_text('#!/bin/sh\ncase "$*" in *memory.total*) printf "81559\\n40960\\n";; esac\n')
+    smi = tmp_path / "nvidia-smi"  # GPU 0 has 80 GB (81,559 MiB), GPU 1 is a 40 GiB card
+    smi.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        "  *--id=0*) echo 81559;;\n"
+        "  *--id=1*) echo 40960;;\n"
+        '  *memory.total*) printf "81559\\n40960\\n";;\n'
+        "esac\n"
+    )
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    assert preflight.local_gpu_memory_gb() == 40.0  # the smallest GPU, in GiB
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert preflight.local_gpu_memory_gb() == 42.9  # the smallest, in GB of 10^9 bytes as the estimate counts
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert preflight.local_gpu_memory_gb() == 85.5  # only the GPUs the job may use
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert preflight.local_gpu_memory_gb() is None
