@@ -22,7 +22,6 @@ byte-identical files whatever --workers is.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -36,7 +35,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data_tools import solver
-from data_tools.output import Parser, UsageError, add_common_arguments, check_out, parse_range, run, write_dataset
+from data_tools.output import Parser, UsageError, check_out, parse_range, run, tool_parser, write_dataset
 from data_tools.templates import COUNTDOWN
 from reward_funcs.expression import ExpressionError, value
 
@@ -334,13 +333,7 @@ def row(p: Puzzle, template) -> dict:
 
 
 def build_parser() -> Parser:
-    parser = Parser(
-        prog="python -m data_tools.countdown",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_common_arguments(parser, COUNTDOWN)
+    parser = tool_parser("python -m data_tools.countdown", __doc__, COUNTDOWN)
     parser.add_argument("--train-size", type=int, default=TINYZERO_TRAIN, help="train rows (default: TinyZero's)")
     parser.add_argument("--test-size", type=int, default=TINYZERO_TEST, help="test rows (default: TinyZero's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -13,14 +13,13 @@ pair it could contain is here.)
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from pathlib import Path
 
 import pyarrow as pa
 
-from data_tools.output import Parser, UsageError, add_common_arguments, check_out, run, write_dataset
+from data_tools.output import Parser, UsageError, check_out, run, tool_parser, write_dataset
 from data_tools.templates import MULTIPLY
 
 TINYZERO_DRAWS, TINYZERO_TRAIN, TINYZERO_TEST = 100_000, 32_768, 4_096
@@ -72,13 +71,7 @@ SCHEMA = pa.schema(
 
 
 def build_parser() -> Parser:
-    parser = Parser(
-        prog="python -m data_tools.multiply",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_common_arguments(parser, MULTIPLY)
+    parser = tool_parser("python -m data_tools.multiply", __doc__, MULTIPLY)
     parser.add_argument("--digits", type=int, default=3, help="digits of the larger operands (default: 3)")
     parser.add_argument("--draws", type=int, default=TINYZERO_DRAWS, help="pairs drawn before deduplication")
     parser.add_argument("--train-size", type=int, default=TINYZERO_TRAIN, help="train rows (default: TinyZero's)")

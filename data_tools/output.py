@@ -32,6 +32,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def tool_parser(prog: str, doc: str, templates: dict) -> Parser:
+    """A data tool's parser: the module docstring's first paragraph as description, the rest as epilog, and the
+    options every data tool shares."""
+    parser = Parser(
+        prog=prog,
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_arguments(parser, templates)
+    return parser
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, templates: dict) -> None:
     """--out, --force, --format and --template, the same for every data tool."""
     from data_tools.templates import describe
@@ -87,6 +100,14 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def count_rows(path: Path) -> int:
+    """The rows of a split file (parquet or jsonl), without reading them."""
+    if path.suffix == ".parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
 
 
 def read_rows(path: Path, limit: int | None = None) -> list[dict]:

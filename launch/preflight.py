@@ -26,7 +26,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_tools.output import read_rows
+from data_tools.output import count_rows, read_rows
 from launch import models
 from launch.openrlhf_cli import CommandLineError, check
 from launch.recipe import Recipe, to_argv
@@ -412,15 +412,6 @@ def reference_completion(label: dict) -> str | None:
     return None if answer is None else f" ... </think>\n<answer>{answer}</answer><|endoftext|>"
 
 
-def count_rows(path: Path) -> int:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
-
-
 def dataset_paths(spec: str | None, repo: Path) -> list[Path]:
     """The files of a comma-separated dataset flag, relative ones under the repository."""
     names = [n.strip() for n in (spec or "").split(",") if n.strip()]
@@ -490,10 +481,8 @@ def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
     files = {"train": args.data.prompt_dataset, "test": args.eval.dataset}
     budget = args.data.max_len - (args.rollout.max_new_tokens or 0)
     for split, spec in files.items():
-        if not spec:
-            continue
-        for name in spec.split(","):
-            path = (repo / name.strip()) if not Path(name.strip()).is_absolute() else Path(name.strip())
+        for path in dataset_paths(spec, repo):
+            name = str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
             if not path.is_file():
                 planned = (recipe.meta.get("dataset") or {}).get("out")
                 if planned and str(path).startswith(str(repo / planned)):

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from testkit import REPO, launch_dry_run
+from testkit import REPO, launch_dry_run, run_launch
 
 from launch import __main__ as cli
 from launch import jobs
@@ -142,13 +142,7 @@ def test_missing_dataset_is_generated_before_submission(tmp_path):
 
 
 def test_sweep_dry_run_covers_every_variant():
-    result = subprocess.run(
-        [sys.executable, "-m", "launch", "sweep", "recipes/ablations/algorithm.yaml", "--dry-run"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_launch("sweep", "recipes/ablations/algorithm.yaml", "--dry-run")
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("ray job submit")]
     assert len(commands) == 6
@@ -157,13 +151,7 @@ def test_sweep_dry_run_covers_every_variant():
 
 
 def test_bad_recipe_path_is_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "launch", "train", "recipes/nope.yaml", "--dry-run"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_launch("train", "recipes/nope.yaml", "--dry-run")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no such recipe file" in result.stderr
 
 

@@ -58,6 +58,12 @@ def post(url, body, path="/get_reward", content_type="application/json"):
         return e.code, json.loads(e.read())
 
 
+def connect(url) -> http.client.HTTPConnection:
+    """A raw connection to the service, for requests urllib cannot make (chunked, half sent, oversized)."""
+    host, port = url.removeprefix("http://").split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=30)
+
+
 GOOD = {
     "query": ["Assistant: </think>\n<answer>44 - 19 + 35</answer>"],
     "prompts": [None],
@@ -146,8 +152,7 @@ def test_bad_input_gets_a_4xx_and_the_service_stays_up(server, case):
 
 def test_chunked_body_over_the_limit_gets_a_413_not_a_reset(server):
     """No Content-Length to refuse up front: the service reads past the limit, discards, and answers 413."""
-    host, port = server.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection = connect(server)
     try:
         chunks = iter([b'{"query": ["'] + [b"x" * (256 << 10)] * 8 + [b'"]}'])
         connection.request(
@@ -166,8 +171,7 @@ def test_body_past_the_drain_limit_is_cut_off_and_the_service_stays_up(server):
     413 or a reset, never a hang, and the next request is served."""
     from reward_funcs.server import DRAIN_BYTES
 
-    host, port = server.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection = connect(server)
     try:
         connection.putrequest("POST", "/get_reward")
         connection.putheader("Content-Length", str((1 << 20) + DRAIN_BYTES + 1))
@@ -231,8 +235,8 @@ def test_stops_cleanly_on_sigterm_finishing_requests_in_flight():
     service exits 0."""
     process, url = start_server()
     body = json.dumps({key: value * 200 for key, value in GOOD.items()}).encode()
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection = connect(url)
+    port = url.rsplit(":", 1)[1]
     signalled = False
     try:
         connection.putrequest("POST", "/get_reward")

@@ -115,15 +115,20 @@ def run_executor(executor, prompt, label, engine, tokenizer, max_tokens, max_len
     return asyncio.run(executor.execute(prompt, label, params, max_length, tokenizer, engine))
 
 
-def launch_dry_run(recipe, *args, env=None) -> str:
-    """`python -m launch train RECIPE --dry-run ARGS`: its printed ray job submit command."""
-    result = subprocess.run(
-        [sys.executable, "-m", "launch", "train", str(recipe), "--dry-run", *args],
+def run_launch(*args, env=None) -> subprocess.CompletedProcess:
+    """`python -m launch ARGS` from the repository, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, **(env or {})},
     )
+
+
+def launch_dry_run(recipe, *args, env=None) -> str:
+    """`python -m launch train RECIPE --dry-run ARGS`: its printed ray job submit command."""
+    result = run_launch("train", str(recipe), "--dry-run", *args, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
