@@ -1,12 +1,14 @@
-"""Writing a dataset folder: `train` and `test` files OpenRLHF loads as they are, and a manifest.
+"""Dataset folders: `train` and `test` files OpenRLHF loads as they are, and a manifest; reading them back.
 
-Files are written into a temporary folder beside OUT and moved into place at the end, so an interrupted run
-leaves OUT as it was; an existing OUT is replaced only with --force. The same rows give byte-identical files.
+Every output folder of the project (datasets, evaluations) is written by `atomic_folder`: into a temporary
+folder beside OUT, moved into place at the end, so an interrupted run leaves OUT as it was; an existing OUT is
+replaced only with --force. The same rows give byte-identical files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -102,6 +104,13 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def dataset_files(spec: str | list | None, base: Path) -> list[Path]:
+    """The files of a dataset flag (`data.prompt_dataset`, `eval.dataset`): a comma-separated list (or a list),
+    each relative to `base` unless absolute."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec or [])
+    return [Path(n) if Path(n).is_absolute() else base / n for n in (str(n).strip() for n in names) if n]
+
+
 def count_rows(path: Path) -> int:
     """The rows of a split file (parquet or jsonl), without reading them."""
     if path.suffix == ".parquet":
@@ -135,21 +144,22 @@ def _write_split(rows: list[dict], schema: pa.Schema, path: Path, fmt: str) -> N
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def write_dataset(
-    out: Path, splits: dict[str, list[dict]], schema: pa.Schema, fmt: str, force: bool, manifest: dict
-) -> dict:
-    """Write OUT/<split>.<fmt> for each split and OUT/manifest.json, atomically; returns the manifest."""
+@contextlib.contextmanager
+def atomic_folder(out: Path, force: bool):
+    """`with atomic_folder(out, force) as tmp:` write files into `tmp`; on success `tmp` becomes `out` (replacing
+    it only with `force`), on any error nothing changes and `tmp` is removed."""
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists: pass --force to replace it, or choose another --out")
+    if not out.parent.is_dir():
+        raise UsageError(f"the parent folder of {out} does not exist: create it first")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
-        files = {}
-        for name, rows in splits.items():
-            path = tmp / f"{name}.{fmt}"
-            _write_split(rows, schema, path, fmt)
-            files[path.name] = {"rows": len(rows), "sha256": sha256(path)}
-        manifest = {**manifest, "version": VERSION, "format": fmt, "files": files}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        tmp.mkdir()
+    except OSError as e:
+        raise UsageError(f"cannot write into {out.parent} ({e.strerror}): choose another --out") from None
+    try:
+        yield tmp
         if out.exists():
             if not force:  # appeared while we worked
                 raise UsageError(f"{out} appeared while writing: pass --force to replace it")
@@ -161,4 +171,18 @@ def write_dataset(
             tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_dataset(
+    out: Path, splits: dict[str, list[dict]], schema: pa.Schema, fmt: str, force: bool, manifest: dict
+) -> dict:
+    """Write OUT/<split>.<fmt> for each split and OUT/manifest.json, atomically; returns the manifest."""
+    with atomic_folder(out, force) as tmp:
+        files = {}
+        for name, rows in splits.items():
+            path = tmp / f"{name}.{fmt}"
+            _write_split(rows, schema, path, fmt)
+            files[path.name] = {"rows": len(rows), "sha256": sha256(path)}
+        manifest = {**manifest, "version": VERSION, "format": fmt, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest

@@ -84,3 +84,21 @@ MULTIPLY = {
 def describe(registry: dict[str, Template]) -> str:
     """One line per template, for --help."""
     return "; ".join(f"{name}: {t.description}" for name, t in registry.items())
+
+
+# Qwen2.5's chat template adds this system message when the messages have none.
+_QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+
+def render_prompt(prompt: str | list[dict], tokenizer=None) -> str:
+    """The text the model continues, as OpenRLHF's PromptDataset builds it: a string as it is; a message list
+    through the model's chat template with the generation prompt (`tokenizer.apply_chat_template`), or, with no
+    tokenizer at hand (preflight, before any model is downloaded), through Qwen2.5's template written out."""
+    if isinstance(prompt, str):
+        return prompt
+    messages = list(prompt)
+    if tokenizer is not None:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not messages or messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": _QWEN_DEFAULT_SYSTEM}, *messages]
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages) + "<|im_start|>assistant\n"

@@ -3,18 +3,30 @@
     from reward_funcs import score_sample
     score_sample(query, prompt, '{"task": "countdown", "target": 60, "numbers": [44, 19, 35]}')
 
-A task module defines `score(response, label) -> Score` (a pure function of the model's text and the label),
-`RESPONSE_MARKERS` (where TinyZero cuts a decoded prompt + response that does not start with its prompt),
-`check_label(label)`, and `reference_answer(label)` (a correct answer or None; preflight scores it). Adding a
-task is one module plus one line in `TASKS`; see README.md.
+The task protocol. A task is one module in `TASKS` (its key is the label's `"task"`) that defines:
+  score(response, label, **constants) -> Score
+      a pure function of the model's text and the parsed label: reward 0 (no answer), FORMAT_SCORE (an answer
+      that is wrong) or CORRECT_SCORE; `constants` (format_score, correct_score) override those two. It never
+      raises on the model's text; it raises LabelError on a label it cannot score.
+  check_label(label) -> object
+      raises LabelError, naming the fix, for a label `score` could not use; what it returns is unused here.
+  reference_answer(label) -> str | None
+      a correct answer to put between <answer> tags, or None when the label holds none; preflight scores it
+      through the reward file and expects CORRECT_SCORE.
+  RESPONSE_MARKERS: tuple[str, ...]
+      where TinyZero cuts a decoded prompt + response that does not start with the prompt given.
+Adding a task is one module plus one line in `TASKS`; see README.md.
 
-OpenRLHF reaches these scorers through `reward_funcs/openrlhf_reward.py` (a `--reward.remote_url` file).
+OpenRLHF reaches these scorers through `reward_funcs/openrlhf_reward.py` (a `--reward.remote_url` file) or the
+HTTP service `reward_funcs/server.py`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from reward_funcs import countdown, multiply
 from reward_funcs.scoring import CORRECT_SCORE, FORMAT_SCORE, LabelError, Score, cut_response, no_answer
@@ -24,7 +36,16 @@ TASKS = {
     "multiply": multiply,
 }
 
-__all__ = ["CORRECT_SCORE", "FORMAT_SCORE", "TASKS", "LabelError", "Score", "parse_label", "score_sample"]
+__all__ = [
+    "CORRECT_SCORE",
+    "FORMAT_SCORE",
+    "TASKS",
+    "LabelError",
+    "Score",
+    "load_reward_file",
+    "parse_label",
+    "score_sample",
+]
 
 
 def parse_label(label: str | Mapping) -> Mapping:
@@ -56,3 +77,13 @@ def score_sample(query: str, prompt: str | None, label: str | Mapping, **constan
         task.check_label(parsed)  # a bad label is reported even when the response cannot be found
         return no_answer("no_response_marker")
     return task.score(response, parsed, **constants)
+
+
+def load_reward_file(path: str | Path) -> Callable:
+    """The `reward_func` of a reward file, loaded by path as OpenRLHF's SingleTurnAgentExecutor loads it."""
+    spec = importlib.util.spec_from_file_location("reward_func", path)
+    if spec is None:
+        raise ImportError(f"{path} is not a Python file: --reward.remote_url takes a .py file or an http URL")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reward_func
