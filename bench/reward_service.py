@@ -34,7 +34,7 @@ MALFORMED = [
 ]
 
 
-from launch.jobs import free_port  # noqa: E402
+from launch.cluster import free_port  # noqa: E402
 
 
 def start(command: list[str], port: int) -> subprocess.Popen:

@@ -20,6 +20,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from reward_funcs.cli import UsageError
+
 MODULE = "openrlhf.cli.train_ppo_ray"
 
 
@@ -60,7 +62,7 @@ OLD_FLAGS = {
 }
 
 
-class CommandLineError(ValueError):
+class CommandLineError(UsageError):
     """OpenRLHF would refuse this command line; the message is OpenRLHF's own."""
 
 

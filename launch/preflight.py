@@ -9,112 +9,35 @@ Each check prints one line, `ok`, `warn` or `FAIL` with the fix; any FAIL stops 
   batches  rollout batch x samples per prompt against train batch, micro-batches, data-parallel size
   memory   an estimate of each GPU's peak use (model states by ZeRO stage, activations, vLLM's share)
   env      the job's environment variables: none of those train_ppo_ray sets itself
-  data     files exist, every label parses, the test split's reference solutions score 1.0 through the
-           reward file loaded as OpenRLHF loads it, prompts fit the length budget and match
-           data.apply_chat_template, the train split fills a rollout batch
-  disk     the checkpoints the run will write against the free space where runs go (warns only)
-  reward   an HTTP reward (when the recipe uses a URL) answers a probe correctly
+  disk     the checkpoints the run will write against the free space where it writes them (warns only)
+  data, reward   see launch/data_checks.py
+The arithmetic is in launch/estimates.py; what is known of the cluster comes from launch/cluster.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-from data_tools.output import count_rows, read_rows
-from launch import models
-from launch.openrlhf_cli import CommandLineError, check
-from launch.recipe import Recipe, to_argv
+from data_tools.output import count_rows, dataset_files
+from launch import estimates, models
+from launch.check import Check, fail, failed, ok, warn
+from launch.data_checks import check_data, check_http_reward
+from launch.openrlhf_cli import CommandLineError
+from launch.recipe import Recipe
+
+__all__ = ["Check", "failed", "run"]
 
 RESERVED_ENV = ("TOKENIZERS_PARALLELISM", "NCCL_DEBUG", "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS")
 OPENRLHF_DEFAULT_GPUS_PER_NODE = 8
-LABEL_ROWS_CHECKED = 5_000  # of each split; all of the test split's reference solutions are scored
-CHARS_PER_TOKEN = 3.0  # conservative for these prompts (Qwen2.5 reads about 3.5 to 4 characters a token)
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # "ok", "warn" or "FAIL"
-    message: str
-
-    def line(self) -> str:
-        return f"{self.status:>4}  {self.name:8s} {self.message}"
-
-
-def ok(name, message):
-    return Check(name, "ok", message)
-
-
-def warn(name, message):
-    return Check(name, "warn", message)
-
-
-def fail(name, message):
-    return Check(name, "FAIL", message)
-
-
-# ---- GPUs ----------------------------------------------------------------------------------------------------
-
-
-def local_gpus() -> int:
-    """GPUs on this machine that this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi
-    lists (0 without a driver)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    if not shutil.which("nvidia-smi"):
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(line.startswith("GPU ") for line in out.splitlines())
-
-
-def local_gpu_memory_gb() -> float | None:
-    """The smallest visible GPU's memory on this machine in GB (10^9 bytes), None without a driver."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
-            + ([f"--id={visible}"] if visible else []),
-            capture_output=True,
-            text=True,
-            timeout=20,
-        ).stdout
-        sizes = [float(line) for line in out.split() if line.strip()]
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
-    return round(min(sizes) * 2**20 / 1e9, 1) if sizes else None  # MiB -> GB of 10^9 bytes, as the estimate counts
-
-
-def gpus_needed(args) -> int:
-    actor = args.actor.num_nodes * args.actor.num_gpus_per_node
-    engines = (args.vllm.num_engines or 0) * args.vllm.tensor_parallel_size
-    if args.train.colocate_all:
-        # actor, critic, reference and (the hybrid engine) vLLM share the same GPUs; in async mode OpenRLHF
-        # colocates only the DeepSpeed models and the engines get GPUs of their own
-        return actor + (engines if args.train.async_enable else 0)
-    ref = (
-        0
-        if args.train.colocate_actor_ref or args.algo.kl.init_coef == 0
-        else args.ref.num_nodes * args.ref.num_gpus_per_node
-    )
-    critic = args.critic.num_nodes * args.critic.num_gpus_per_node if args.critic.model_name_or_path else 0
-    return actor + ref + critic + engines
+# ---- placement and shapes ------------------------------------------------------------------------------------
 
 
 def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
     checks = []
-    needed = gpus_needed(args)
+    needed = estimates.gpus_needed(args)
     built = {"actor": True, "critic": bool(args.critic.model_name_or_path), "ref": args.algo.kl.init_coef > 0}
     defaulted = [
         role for role in ("actor", "critic", "ref") if built[role] and f"{role}.num_gpus_per_node" not in recipe.flat()
@@ -129,8 +52,7 @@ def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
             )
         )
     if args.train.colocate_all and not args.train.async_enable and args.vllm.num_engines:
-        actor = args.actor.num_nodes * args.actor.num_gpus_per_node
-        engines = args.vllm.num_engines * args.vllm.tensor_parallel_size
+        actor, engines = estimates.actor_gpus(args), estimates.engine_gpus(args)
         if actor != engines:
             checks.append(
                 fail(
@@ -181,9 +103,6 @@ def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
             )
         )
     return checks or [ok("gpus", f"needs {needed} GPUs, the cluster has {cluster_gpus}")]
-
-
-# ---- model -----------------------------------------------------------------------------------------------------
 
 
 def check_model(recipe: Recipe, args) -> list[Check]:
@@ -238,14 +157,8 @@ def check_model(recipe: Recipe, args) -> list[Check]:
     ]
 
 
-# ---- batches ---------------------------------------------------------------------------------------------------
-
-
 def check_batches(args) -> list[Check]:
-    samples = args.rollout.batch_size * args.rollout.n_samples_per_prompt
-    dp = max(
-        1, args.actor.num_nodes * args.actor.num_gpus_per_node // args.ds.ring_attn_size // args.ds.tensor_parallel_size
-    )
+    samples, dp = estimates.samples_per_step(args), estimates.data_parallel(args)
     checks = []
     if samples % args.train.batch_size:
         checks.append(
@@ -279,52 +192,7 @@ def check_batches(args) -> list[Check]:
     ]
 
 
-# ---- memory ----------------------------------------------------------------------------------------------------
-
-ADAM_BYTES = 12  # fp32 master weights, momentum and variance: the K of the ZeRO paper
-
-
-def model_states_gb(params_b: float, zero_stage: int, dp: int, offload: bool = False, trainable: bool = True) -> float:
-    """Per-GPU bytes of a model's states, as the ZeRO paper (and DeepSpeed's docs) count them: bf16 weights 2Ψ,
-    gradients 2Ψ, Adam states KΨ (K = 12), stage 1 shards the optimizer states, 2 also the gradients, 3 all."""
-    psi = params_b * 1e9
-    if not trainable:
-        return 2 * psi / (dp if zero_stage == 3 else 1) / 1e9
-    k = 0 if offload else ADAM_BYTES
-    per_stage = {0: (4 + k) * psi, 1: 4 * psi + k * psi / dp, 2: 2 * psi + (2 + k) * psi / dp, 3: (4 + k) * psi / dp}
-    return per_stage[min(zero_stage, 3)] / 1e9
-
-
-def activations_gb(shape: models.ModelShape, micro: int, seq: int, checkpointing: bool, logits: bool) -> float:
-    """Activation memory of one micro-batch, Korthikanti et al. (2022) with flash attention: 34·s·b·h bytes per
-    layer, 2·s·b·h with full recomputation; plus the fp32 logits and log-probs over the vocabulary."""
-    per_layer = (2 if checkpointing else 34) * seq * micro * shape.hidden
-    vocab = 8 * seq * micro * shape.vocab if logits else 0
-    return (shape.layers * per_layer + vocab) / 1e9
-
-
-def memory_estimate(args, shape: models.ModelShape, gpu_gb: float) -> dict[str, float]:
-    """Peak GB per GPU by part, for the placement in `args` (the largest of training and generation)."""
-    dp = max(1, args.actor.num_nodes * args.actor.num_gpus_per_node)
-    zero, offload, seq = args.ds.zero_stage, args.ds.adam_offload, args.data.max_len
-    ckpt = args.actor.gradient_checkpointing_enable
-    actor = model_states_gb(shape.params, zero, dp, offload)
-    critic = model_states_gb(shape.params, zero, dp, offload) if args.critic.model_name_or_path else 0.0
-    ref = model_states_gb(shape.params, zero, dp, trainable=False) if args.algo.kl.init_coef > 0 else 0.0
-    acts = max(
-        activations_gb(shape, args.train.micro_batch_size, seq, ckpt, True),
-        activations_gb(shape, args.train.micro_batch_size, seq, ckpt, False) if critic else 0.0,
-    )
-    vllm = args.vllm.gpu_memory_utilization * gpu_gb
-    if args.train.colocate_all:
-        training = {"actor states": actor, "critic states": critic, "reference weights": ref, "activations": acts}
-        if not args.vllm.enable_sleep:
-            training["vLLM (awake)"] = vllm
-        generation = {"vLLM": vllm, **({} if args.ds.enable_sleep else {"DeepSpeed states": actor + critic + ref})}
-        return training if sum(training.values()) >= sum(generation.values()) else generation
-    per_role = {"actor GPU": actor + acts + (ref if args.train.colocate_actor_ref else 0), "vLLM GPU": vllm}
-    role = max(per_role, key=per_role.get)
-    return {role: per_role[role]}
+# ---- memory, environment, disk -------------------------------------------------------------------------------
 
 
 def check_memory(recipe: Recipe, args, gpu_gb: float | None) -> list[Check]:
@@ -333,7 +201,7 @@ def check_memory(recipe: Recipe, args, gpu_gb: float | None) -> list[Check]:
         return [warn("memory", "model unknown: no estimate")]
     if not gpu_gb:
         return [warn("memory", "GPU memory unknown: set recipe.hardware.gpu_memory_gb to estimate")]
-    parts = memory_estimate(args, shape, gpu_gb)
+    parts = estimates.memory_estimate(args, shape, gpu_gb)
     total = sum(parts.values())
     breakdown = ", ".join(f"{k} {v:.1f}" for k, v in parts.items() if v)
     share = total / gpu_gb
@@ -342,38 +210,12 @@ def check_memory(recipe: Recipe, args, gpu_gb: float | None) -> list[Check]:
         "ZeRO's formulas plus activations; allocator overhead not counted)"
     )
     if share > 1.0:
-        return [fail("memory", f"{line}; fits with: {_what_fits(args, shape, gpu_gb)}")]
+        return [fail("memory", f"{line}; fits with: {estimates.what_fits(args, shape, gpu_gb)}")]
     if share > 0.9:
-        return [warn("memory", f"{line}; close to the limit, consider: {_what_fits(args, shape, gpu_gb, 0.9)}")]
+        return [
+            warn("memory", f"{line}; close to the limit, consider: {estimates.what_fits(args, shape, gpu_gb, 0.9)}")
+        ]
     return [ok("memory", line)]
-
-
-def _what_fits(args, shape, gpu_gb, limit=1.0) -> str:
-    import copy
-
-    trial = copy.deepcopy(args)
-    changes = []
-    steps = [
-        (
-            "actor.gradient_checkpointing_enable: true",
-            lambda a: setattr(a.actor, "gradient_checkpointing_enable", True),
-        ),
-        (
-            "train.micro_batch_size: halved",
-            lambda a: setattr(a.train, "micro_batch_size", max(1, a.train.micro_batch_size // 2)),
-        ),
-        ("ds.zero_stage: 3", lambda a: setattr(a.ds, "zero_stage", 3)),
-        ("ds.adam_offload: true", lambda a: setattr(a.ds, "adam_offload", True)),
-    ]
-    for label, change in steps:
-        change(trial)
-        changes.append(label)
-        if sum(memory_estimate(trial, shape, gpu_gb).values()) <= limit * gpu_gb:
-            return ", ".join(changes)
-    return "nothing short of more or larger GPUs"
-
-
-# ---- environment -----------------------------------------------------------------------------------------------
 
 
 def check_env(recipe: Recipe) -> list[Check]:
@@ -389,296 +231,95 @@ def check_env(recipe: Recipe) -> list[Check]:
     return [ok("env", f"{len(env)} variable(s) for the job, none reserved")]
 
 
-# ---- data and reward -------------------------------------------------------------------------------------------
-
-
-def _load_reward_file(path: Path):
-    spec = importlib.util.spec_from_file_location("reward_func", path)  # as SingleTurnAgentExecutor does
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.reward_func
-
-
-def _prompt_text(prompt) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in prompt) + "<|im_start|>assistant\n"
-
-
-def reference_completion(label: dict) -> str | None:
-    from reward_funcs import TASKS
-
-    answer = TASKS[label["task"]].reference_answer(label)
-    return None if answer is None else f" ... </think>\n<answer>{answer}</answer><|endoftext|>"
-
-
-def dataset_paths(spec: str | None, repo: Path) -> list[Path]:
-    """The files of a comma-separated dataset flag, relative ones under the repository."""
-    names = [n.strip() for n in (spec or "").split(",") if n.strip()]
-    return [Path(n) if Path(n).is_absolute() else repo / n for n in names]
-
-
-def training_steps(args, prompts: int) -> int:
-    """OpenRLHF's global steps: every episode walks the prompts in rollout batches, the last one partial."""
-    prompts = min(prompts, args.data.max_samples)
-    return args.train.num_episodes * -(-prompts // args.rollout.batch_size)
-
-
-# ---- disk ------------------------------------------------------------------------------------------------------
-
-
-def check_disk(args, repo: Path, runs_dir: Path) -> list[Check]:
-    """What the run's checkpoints will take on disk, against the free space where runs are written. OpenRLHF
-    rotates the DeepSpeed checkpoints of the actor and the critic (ckpt.max_num each, plus the best one), but
-    keeps every `global_step*_hf` copy (ckpt.save_hf) and every `best_global_step*_hf` copy."""
+def check_disk(args, repo: Path) -> list[Check]:
+    """What the run's checkpoints will take on disk (estimates.CheckpointPlan), against the free space where the
+    run writes them (ckpt.path)."""
     shape = models.shape(args.actor.model_name_or_path)
-    files = dataset_paths(args.data.prompt_dataset, repo)
+    files = dataset_files(args.data.prompt_dataset, repo)
     if shape is None or not files or not all(f.is_file() for f in files):
         return []
-    steps = training_steps(args, sum(count_rows(f) for f in files))
-    every = args.ckpt.save_steps
-    model_gb = 2 * shape.params  # bf16 weights
-    ds_gb = (2 + ADAM_BYTES) * shape.params * (2 if args.critic.model_name_or_path else 1)  # actor (+ critic)
-    saves = steps // every if every > 0 else 0
-    hf_saves = saves if args.ckpt.save_hf else 0
-    best = bool(args.eval.dataset) and args.eval.steps > 0 and args.ckpt.best_metric_key != "none" and every > 0
-    ds_saves = min(args.ckpt.max_num, saves) + (1 if best and saves else 0)
-    total = hf_saves * model_gb + ds_saves * ds_gb + model_gb
-    where = runs_dir
+    plan = estimates.checkpoint_plan(args, shape, sum(count_rows(f) for f in files))
+    where = Path(args.ckpt.path) if Path(args.ckpt.path).is_absolute() else repo / args.ckpt.path
     while not where.exists() and where != where.parent:
         where = where.parent
     free = shutil.disk_usage(where).free / 1e9
-    copies = f"{hf_saves} Hugging Face copies of {model_gb:.1f} GB (every {every} steps, never deleted)"
-    if best and args.ckpt.save_hf:
-        copies += f", plus one more each time the eval metric improves (at most {steps // args.eval.steps})"
+    copies = f"{plan.hf_saves} Hugging Face copies of {plan.model_gb:.1f} GB (every {plan.every} steps, never deleted)"
+    if plan.best and args.ckpt.save_hf:
+        copies += f", plus one more each time the eval metric improves (at most {plan.steps // args.eval.steps})"
+    saved = f"{copies}, {plan.ds_saves} DeepSpeed checkpoints of {plan.ds_gb:.0f} GB (rotated), "
     line = (
-        f"checkpoints take about {total:,.0f} GB over {steps:,} steps: "
-        + (f"{copies}, {ds_saves} DeepSpeed checkpoints of {ds_gb:.0f} GB (rotated), " if saves else "none saved, ")
+        f"checkpoints take about {plan.total_gb:,.0f} GB over {plan.steps:,} steps: "
+        + (saved if plan.saves else "none saved, ")
         + f"the final model; {free:,.0f} GB free at {where}"
     )
-    if total <= free:
+    if plan.total_gb <= free:
         return [ok("disk", line)]
-    if not saves:
+    if not plan.saves:
         return [warn("disk", f"{line}: not even the final model fits; free space, or pass --runs-dir elsewhere")]
-    used = [(k * model_gb if hf_saves else 0) + min(k, ds_saves) * ds_gb for k in range(1, saves + 1)]
-    full = next((k for k, gb in enumerate(used, 1) if gb > free), saves) * every
     return [
         warn(
             "disk",
-            f"{line}: the disk fills near step {full:,}; raise ckpt.save_steps, lower ckpt.max_num, set "
-            "ckpt.save_hf false (the final model is still saved), or stop the run before then",
+            f"{line}: the disk fills near step {plan.fill_step(free):,}; raise ckpt.save_steps, lower ckpt.max_num, "
+            "set ckpt.save_hf false (the final model is still saved), or stop the run before then",
         )
     ]
-
-
-def check_data(recipe: Recipe, args, repo: Path) -> list[Check]:
-    from reward_funcs import TASKS, LabelError, parse_label
-
-    if not args.data.label_key:
-        return [fail("data", "data.label_key is not set: OpenRLHF would send empty labels; set it to label")]
-    checks = []
-    train_rows = 0
-    files = {"train": args.data.prompt_dataset, "test": args.eval.dataset}
-    budget = args.data.max_len - (args.rollout.max_new_tokens or 0)
-    for split, spec in files.items():
-        for path in dataset_paths(spec, repo):
-            name = str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
-            if not path.is_file():
-                planned = (recipe.meta.get("dataset") or {}).get("out")
-                if planned and str(path).startswith(str(repo / planned)):
-                    checks.append(warn("data", f"{name} does not exist yet: `train` generates it from recipe.dataset"))
-                else:
-                    checks.append(
-                        fail(
-                            "data",
-                            f"{name} does not exist and no recipe.dataset makes it: generate it "
-                            "with python -m data_tools.countdown / multiply, or fix the path",
-                        )
-                    )
-                continue
-            rows = read_rows(path, None if split == "test" else LABEL_ROWS_CHECKED)
-            if not rows:
-                checks.append(fail("data", f"{name} has no rows: generate it again, or fix the path"))
-                continue
-            if args.data.input_key not in rows[0]:
-                checks.append(
-                    fail(
-                        "data",
-                        f"{name} has no column {args.data.input_key!r} (data.input_key); it has "
-                        f"{', '.join(map(repr, rows[0]))}: set data.input_key to the prompt column",
-                    )
-                )
-                continue
-            bad = []
-            for row in rows:
-                try:
-                    label = parse_label(row.get(args.data.label_key or "label", ""))
-                    TASKS[label["task"]].check_label(label)
-                except LabelError as e:
-                    bad.append(str(e))
-            if bad:
-                checks.append(fail("data", f"{name}: {len(bad)} of {len(rows)} labels cannot be scored, e.g. {bad[0]}"))
-                continue
-            chat = isinstance(rows[0][args.data.input_key], list)
-            if chat and not args.data.apply_chat_template:
-                checks.append(
-                    fail(
-                        "data",
-                        f"{name} holds chat messages but data.apply_chat_template is off: OpenRLHF would pass the "
-                        "list itself as the prompt; set data.apply_chat_template true, or use --template base / "
-                        "qwen-instruct",
-                    )
-                )
-                continue
-            if not chat and args.data.apply_chat_template:
-                checks.append(
-                    warn(
-                        "data",
-                        f"{name} holds rendered prompts and data.apply_chat_template is on: each prompt is wrapped "
-                        "once more as a user message; make the data with --template chat, or turn it off",
-                    )
-                )
-            if split == "train":
-                train_rows += count_rows(path) if len(rows) == LABEL_ROWS_CHECKED else len(rows)
-            longest = max(len(_prompt_text(r[args.data.input_key])) for r in rows)
-            if longest / CHARS_PER_TOKEN > budget:
-                checks.append(
-                    fail(
-                        "data",
-                        f"{name}: prompts up to ~{longest / CHARS_PER_TOKEN:.0f} tokens exceed the "
-                        f"budget data.max_len - rollout.max_new_tokens = {budget}: raise data.max_len",
-                    )
-                )
-                continue
-            if split == "test":
-                checks += _score_references(args, repo, name, rows)
-            checks.append(ok("data", f"{name}: {len(rows):,} rows checked, labels parse, prompts fit {budget} tokens"))
-    prompts = min(train_rows, args.data.max_samples)
-    if 0 < prompts < args.rollout.batch_size:
-        checks.append(
-            warn(
-                "data",
-                f"{prompts} training prompts, fewer than one rollout batch ({args.rollout.batch_size}): every step "
-                "gets only those; lower rollout.batch_size or make more data",
-            )
-        )
-    return checks or [warn("data", "no dataset in the recipe")]
-
-
-def _score_references(args, repo, name, rows) -> list[Check]:
-    urls = args.reward.remote_url or []
-    files = [u for u in urls if u.endswith(".py")]
-    if not files:
-        return []
-    reward = _load_reward_file(repo / files[0])
-    missed = 0
-    scored = 0
-    for row in rows:
-        label = json.loads(row[args.data.label_key])
-        completion = reference_completion(label)
-        if completion is None:
-            continue
-        prompt = _prompt_text(row[args.data.input_key])
-        scored += 1
-        missed += reward([prompt + completion], [prompt], [row[args.data.label_key]])["rewards"][0].item() != 1.0
-    if missed:
-        return [
-            fail(
-                "data",
-                f"{name}: {missed} of {scored} reference solutions do not score 1.0 through {files[0]}: "
-                "the dataset and the reward disagree; regenerate the data",
-            )
-        ]
-    return [ok("data", f"{name}: all {scored} reference solutions score 1.0 through {files[0]}")]
-
-
-def check_http_reward(args, repo: Path) -> list[Check]:
-    urls = [u for u in (args.reward.remote_url or []) if u.startswith("http")]
-    if not urls:
-        return []
-    import urllib.request
-
-    key = args.data.label_key or "label"
-    rows = read_rows(repo / args.eval.dataset, 200) if args.eval.dataset else []
-    rows = [r for r in rows if reference_completion(json.loads(r[key])) is not None]
-    if not rows:
-        return [warn("reward", "no test row with a reference solution to probe the HTTP reward with")]
-    row = rows[0]
-    prompt = _prompt_text(row[args.data.input_key])
-    body = {
-        "query": [prompt + reference_completion(json.loads(row[key]))],
-        "prompts": [prompt],
-        "labels": [row[key]],
-    }
-    checks = []
-    for url in urls:
-        try:
-            request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=10) as response:
-                rewards = json.loads(response.read())["rewards"]
-        except Exception as e:  # any failure is the same finding: the service cannot be used
-            checks.append(
-                fail("reward", f"{url} did not answer the probe ({e}): start it with python -m reward_funcs.server")
-            )
-            continue
-        checks.append(
-            ok("reward", f"{url} answers")
-            if rewards == [1.0]
-            else fail("reward", f"{url} scored a reference solution {rewards}, expected [1.0]")
-        )
-    return checks
 
 
 # ---- all -------------------------------------------------------------------------------------------------------
 
 
-def run(
-    recipe: Recipe,
-    repo: Path,
-    cluster_gpus: int,
-    gpu_memory_gb: float | None = None,
-    data: bool = True,
-    runs_dir: Path | None = None,
-) -> list[Check]:
-    """All checks for `recipe`; stops after `flags` if OpenRLHF refuses the command line."""
-    argv = to_argv(recipe.flags)
+def check_flags(recipe: Recipe) -> tuple[list[Check], object]:
+    """OpenRLHF's parser and post-parse checks on the recipe's command line; (findings, its parsed arguments)."""
     empty = [k for k, v in recipe.flat().items() if v == ""]
     if empty:
-        return [
-            fail(
-                "flags",
-                f"{', '.join(empty)} is empty: give a value (for a tensor-parallel size, 1 is one GPU "
-                "per engine) or remove the key",
-            )
-        ]
+        message = (
+            f"{', '.join(empty)} is empty: give a value (for a tensor-parallel size, 1 is one GPU per engine) or "
+            "remove the key"
+        )
+        return [fail("flags", message)], None
     try:
-        args = check(argv)
+        args = recipe.args()
     except CommandLineError as e:
-        return [fail("flags", f"OpenRLHF 0.11.2 refuses the recipe: {e}")]
-    checks = [ok("flags", f"{sum(t.startswith('--') for t in argv)} flags accepted by OpenRLHF 0.11.2's parser")]
+        return [fail("flags", f"OpenRLHF 0.11.2 refuses the recipe: {e}")], None
+    count = sum(t.startswith("--") for t in recipe.argv())
+    return [ok("flags", f"{count} flags accepted by OpenRLHF 0.11.2's parser")], args
+
+
+def _memory(recipe: Recipe, args, measured_gb: float | None) -> list[Check]:
+    """The memory check against the measured GPUs, else what the recipe was sized for; says when they differ."""
     sized_for = (recipe.meta.get("hardware") or {}).get("gpu_memory_gb")
-    gpu_gb = gpu_memory_gb or sized_for
-    checks += check_gpus(recipe, args, cluster_gpus)
-    checks += check_model(recipe, args)
-    checks += check_batches(args)
-    memory = check_memory(recipe, args, gpu_gb)
-    if gpu_memory_gb and sized_for and abs(gpu_memory_gb - sized_for) > 0.1 * sized_for:
-        memory = [
-            Check(
-                c.name,
-                c.status,
-                f"{c.message}; the cluster's GPUs have {gpu_memory_gb:g} GB, the recipe was sized for {sized_for:g} GB",
-            )
-            for c in memory
-        ]
-    checks += memory
-    checks += check_env(recipe)
-    if data:
-        checks += check_data(recipe, args, repo)
-        checks += check_disk(args, repo, runs_dir or repo / "runs")
-        checks += check_http_reward(args, repo)
+    checks = check_memory(recipe, args, measured_gb or sized_for)
+    if measured_gb and sized_for and abs(measured_gb - sized_for) > 0.1 * sized_for:
+        note = f"; the cluster's GPUs have {measured_gb:g} GB, the recipe was sized for {sized_for:g} GB"
+        checks = [Check(c.name, c.status, c.message + note) for c in checks]
     return checks
 
 
-def failed(checks: list[Check]) -> bool:
-    return any(c.status == "FAIL" for c in checks)
+def check_config(recipe: Recipe, cluster_gpus: int, gpu_memory_gb: float | None = None) -> tuple[list[Check], object]:
+    """What reads no file and no network: flags, placement, shapes, batches, memory, environment; (findings,
+    OpenRLHF's parsed arguments or None when it refuses the command line)."""
+    checks, args = check_flags(recipe)
+    if args is None:
+        return checks, None
+    checks += check_gpus(recipe, args, cluster_gpus)
+    checks += check_model(recipe, args)
+    checks += check_batches(args)
+    checks += _memory(recipe, args, gpu_memory_gb)
+    checks += check_env(recipe)
+    return checks, args
+
+
+def check_files(recipe: Recipe, args, repo: Path) -> list[Check]:
+    """What reads the data, the disk and the reward services."""
+    return check_data(recipe, args, repo) + check_disk(args, repo) + check_http_reward(args, repo)
+
+
+def run(
+    recipe: Recipe, repo: Path, cluster_gpus: int, gpu_memory_gb: float | None = None, data: bool = True
+) -> list[Check]:
+    """All checks for `recipe` (resolved or not); stops after `flags` if OpenRLHF refuses the command line.
+    `data=False` leaves out what reads files or the network (data, disk, reward)."""
+    checks, args = check_config(recipe, cluster_gpus, gpu_memory_gb)
+    if args is not None and data:
+        checks += check_files(recipe, args, repo)
+    return checks

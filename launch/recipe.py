@@ -7,7 +7,8 @@
     ds: {packing_samples: false}    ->  (nothing: false and null are left out)
     algo: {dynamic_filtering_range: [0.0, 1.0]}  ->  --algo.dynamic_filtering_range 0.0 1.0
 
-`to_argv` is the only place that knows how YAML becomes flags.
+`to_argv` is the only place that knows how YAML becomes flags, and `Recipe.argv` the only place that calls it:
+preflight parses that argv with OpenRLHF's parser (`Recipe.args`), the launcher submits it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import yaml
 
+from reward_funcs.cli import UsageError
+
 OURS = "recipe"  # the top-level section that is not OpenRLHF's
 
 
-class RecipeError(ValueError):
+class RecipeError(UsageError):
     """A recipe that cannot be used as written; the message names the file and the fix."""
 
 
@@ -31,12 +34,24 @@ class Recipe:
     path: Path
     flags: dict  # nested OpenRLHF flags
     meta: dict = field(default_factory=dict)  # the `recipe:` section
+    secrets: dict = field(default_factory=dict, repr=False)  # variables for the job's environment, never saved
 
     def flat(self) -> dict[str, object]:
         return flatten(self.flags)
 
     def get(self, dotted: str, default=None):
         return self.flat().get(dotted, default)
+
+    def argv(self) -> list[str]:
+        """OpenRLHF's command line for this recipe."""
+        return to_argv(self.flags)
+
+    def args(self):
+        """The arguments OpenRLHF's train_ppo_ray would run with (its parser and post-parse checks); raises
+        CommandLineError when it would refuse them."""
+        from launch.openrlhf_cli import check
+
+        return check(self.argv())
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -114,7 +129,7 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
             meta = set_dotted(meta, key[len(OURS) + 1 :], value)
         else:
             flags = set_dotted(flags, key, value)
-    return Recipe(recipe.name, recipe.path, flags, meta)
+    return Recipe(recipe.name, recipe.path, flags, meta, recipe.secrets)
 
 
 def _read(path: Path) -> dict:

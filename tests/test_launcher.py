@@ -1,25 +1,18 @@
 """The launcher: the exact command, run folders, resume, and `make train` on a machine without GPUs."""
 
-import datetime
-import http.server
 import json
 import os
-import random
 import shlex
-import socket
 import subprocess
 import sys
-import threading
-from pathlib import Path
 
 import pytest
 from testkit import REPO, launch_dry_run, run_launch
 
 from launch import __main__ as cli
-from launch import jobs
-from launch.jobs import free_port
+from launch import cluster, jobs, runs
 from launch.openrlhf_cli import check
-from launch.recipe import load
+from launch.recipe import apply_overrides, load
 
 RECIPE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
 
@@ -51,7 +44,7 @@ def test_wandb_key_is_never_printed():
     env = json.loads(words[words.index("--runtime-env-json") + 1])
     assert env["env_vars"]["WANDB_API_KEY"] == "***"
     argv = words[words.index("--") + 4 :]
-    assert argv[argv.index("--logger.wandb.key") + 1] == jobs.WANDB_PLACEHOLDER
+    assert argv[argv.index("--logger.wandb.key") + 1] == runs.WANDB_PLACEHOLDER
 
 
 def in_process_dry_run(capsys, *args) -> str:
@@ -71,33 +64,25 @@ def test_reward_sample_printing_reaches_the_job_when_set_in_the_shell(capsys, mo
     assert "REWARD_SAMPLE_EVERY" not in env_of(in_process_dry_run(capsys))
 
 
-def test_runs_never_overwrite_each_other(tmp_path):
-    now = datetime.datetime(2026, 1, 2, 3, 4, 5)
-    first = jobs.new_run_dir(tmp_path, "r", now)
-    second = jobs.new_run_dir(tmp_path, "r", now)
-    assert first != second and first.name == "20260102-030405" and second.name == "20260102-030405-2"
-
-
-def test_resume_repeats_the_run_with_load_enable(tmp_path, monkeypatch):
-    recipe = load(RECIPE)
-    run = jobs.new_run_dir(tmp_path, recipe.name)
-    argv = jobs.training_argv(recipe, run, REPO)
-    jobs.save_run(run, recipe, argv, "ray job submit ...", {"job_id": "raysubmit_1"})
-    resumed_recipe, resumed = cli._resume(run)
-    assert resumed == [*argv, "--ckpt.load_enable"]
-    args = check(resumed)
-    assert args.ckpt.load_enable and args.ckpt.path == str(run / "ckpt")  # the same checkpoint folder
-    assert resumed_recipe.flat() == recipe.flat()
+def test_resume_submits_the_original_argv_plus_load_enable(tmp_path, monkeypatch):
+    """The run folder keeps the resolved recipe; resuming resolves it again: the same command, plus
+    --ckpt.load_enable, into the same folders, with no new run folder."""
     submitted = []
-    monkeypatch.setattr(cli, "cluster_gpus", lambda address, python="python3": (2, 80.0))
+    monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
     monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(entry) or "job")
     monkeypatch.setattr(jobs, "follow", lambda address, job: "SUCCEEDED")
     monkeypatch.setattr(cli, "ensure_dataset", lambda recipe: None)
-    monkeypatch.setattr(cli.preflight, "run", lambda *a, **k: [])
-    monkeypatch.setattr(cli.preflight, "check_data", lambda *a, **k: [])
-    assert cli.main(["train", "--resume", str(run), "--address", "http://127.0.0.1:1"]) == 0
-    assert submitted[0].split()[3:] == resumed
+    address = ["--address", "http://127.0.0.1:1"]
+    assert cli.main(["train", str(RECIPE), "--runs-dir", str(tmp_path), *address]) == 0
+    (run,) = (tmp_path / "qwen2.5-3b-ppo").iterdir()
+    assert cli.main(["train", "--resume", str(run), *address]) == 0
+    original, resumed = (shlex.split(entry)[3:] for entry in submitted)
+    assert resumed == [*original, "--ckpt.load_enable"]
+    args = check(resumed)
+    assert args.ckpt.load_enable and args.ckpt.path == str(run / "ckpt")  # the same checkpoint folder
+    assert runs.load(run).flat() == {**runs.resolve(load(RECIPE), run).flat(), "ckpt.load_enable": True}
     assert sorted(p.name for p in run.parent.iterdir()) == [run.name]  # no new run folder
+    assert [j["job_id"] for j in json.loads((run / "job.json").read_text())["jobs"]] == ["job", "job"]
 
 
 def test_resume_needs_a_run_folder(tmp_path, capsys):
@@ -125,7 +110,7 @@ def test_make_train_stops_at_the_gpu_check_without_installing_anything():
 
 def test_missing_dataset_is_generated_before_submission(tmp_path):
     out = tmp_path / "generated"
-    recipe = cli.apply_overrides(
+    recipe = apply_overrides(
         load(RECIPE),
         [
             f"recipe.dataset.out={out}",
@@ -138,7 +123,7 @@ def test_missing_dataset_is_generated_before_submission(tmp_path):
     assert (out / "train.parquet").is_file() and (out / "test.parquet").is_file()
     cli.ensure_dataset(recipe)  # present: nothing to do, nothing overwritten
     with pytest.raises(cli.LaunchError, match="no recipe.dataset"):
-        cli.ensure_dataset(cli.apply_overrides(recipe, ["recipe.dataset=null", "eval.dataset=/nowhere/test.parquet"]))
+        cli.ensure_dataset(apply_overrides(recipe, ["recipe.dataset=null", "eval.dataset=/nowhere/test.parquet"]))
 
 
 def test_sweep_dry_run_covers_every_variant():
@@ -155,76 +140,14 @@ def test_bad_recipe_path_is_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no such recipe file" in result.stderr
 
 
-def test_resume_points_at_the_services_started_now(tmp_path, monkeypatch):
-    recipe = cli.apply_overrides(load(RECIPE), ["recipe.reward_service={instances: 1, port: 6200}"])
-    run = jobs.new_run_dir(tmp_path, recipe.name)
-    old = cli.apply_overrides(recipe, ["reward.remote_url=http://127.0.0.1:5999/get_reward"])
-    jobs.save_run(run, recipe, jobs.training_argv(old, run, REPO), "ray job submit ...", {"job_id": "j"})
-    resumed_recipe, argv = cli._resume(run)
-    printed = []
-    monkeypatch.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
-    args = cli.build_parser().parse_args(["train", "--resume", str(run), "--dry-run"])
-    assert cli.launch(resumed_recipe, args, argv, run) == 0
-    assert "--reward.remote_url http://127.0.0.1:6200/get_reward" in printed[0] and ":5999" not in printed[0]
-
-
-def test_port_choice_does_not_follow_the_global_random_seed(monkeypatch):
-    """Two processes that seed `random` alike (tests do) must not try the same ports in the same order."""
-    state = jobs._random.getstate()
-    picks = []
-    for seed in (0, 1):
-        monkeypatch.setattr(jobs, "_handed_out", set())
-        jobs._random.setstate(state)
-        random.seed(seed)
-        picks.append([free_port() for _ in range(5)])
-    assert picks[0] == picks[1]  # the private generator alone decides
-
-
-def test_ports_are_distinct_free_and_outside_the_ephemeral_range():
-    ports = [free_port() for _ in range(300)]
-    assert len(set(ports)) == len(ports)
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    if low - 1024 >= 1000:  # room below the ephemeral range: the kernel never gives these to outgoing connections
-        assert all(p < low for p in ports) and jobs.port_range()[1] == low
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", ports[-1]))
-
-
-def test_submit_waits_for_a_job_agent_that_is_not_up_yet():
-    """A head that has just started answers 503 "No available agent" for a few seconds: submit retries that,
-    and only that."""
-    answers = [(503, b"No available agent to submit job, please try again later.")] * 2
-    answers.append((200, json.dumps({"submission_id": "job-1", "job_id": None}).encode()))
-    posts = []
-
-    class Dashboard(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def reply(self, status, body):
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):  # the client's version check
-            self.reply(200, json.dumps({"ray_version": "2.55.0", "version": "4", "ray_commit": "x"}).encode())
-
-        def do_POST(self):
-            posts.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.reply(*answers[min(len(posts), len(answers)) - 1])
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Dashboard)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    address = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        assert jobs.submit(address, "echo hi", {}, "job-1") == "job-1"
-        assert len(posts) == 3
-        answers[:] = [(500, b"something else went wrong")]
-        with pytest.raises(RuntimeError, match="something else went wrong"):
-            jobs.submit(address, "echo hi", {}, "job-2")
-    finally:
-        server.shutdown()
+def test_resume_points_at_the_services_started_now(tmp_path, capsys):
+    recipe = apply_overrides(load(RECIPE), ["recipe.reward_service={instances: 1, port: 6200}"])
+    run = runs.new_run_dir(tmp_path, recipe.name)
+    old = runs.resolve(recipe, run, reward_urls=["http://127.0.0.1:5999/get_reward"])
+    runs.save(run, old, "ray job submit ...")
+    assert cli.main(["train", "--resume", str(run), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "--reward.remote_url http://127.0.0.1:6200/get_reward" in printed and ":5999" not in printed
 
 
 def test_the_cluster_interpreter_is_python3_unless_given(capsys):
@@ -235,3 +158,9 @@ def test_the_cluster_interpreter_is_python3_unless_given(capsys):
     chosen = interpreter("--address", "http://head:8265", "--python", "/opt/rl/.venv/bin/python")
     assert chosen == ["/opt/rl/.venv/bin/python", "-m", "openrlhf.cli.train_ppo_ray"]
     assert interpreter()[0] == sys.executable
+
+
+def test_wandb_key_given_as_a_flag_never_reaches_the_command(monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    out = dry_run("--set", "logger.wandb.key=secret-key-456")
+    assert "secret-key-456" not in out and f"--logger.wandb.key {runs.WANDB_PLACEHOLDER}" in out

@@ -1,7 +1,6 @@
 """Preflight: a catalogue of misconfigurations, each caught with its own message, and the memory estimate."""
 
 import json
-import os
 import shutil
 
 import pyarrow as pa
@@ -10,9 +9,8 @@ import pytest
 from testkit import REPO
 
 from data_tools import countdown
-from launch import preflight
-from launch.jobs import free_port
-from launch.models import QWEN25, valid_tp_sizes
+from launch import data_checks, estimates, preflight
+from launch.cluster import free_port
 from launch.recipe import apply_overrides, load
 
 BASE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
@@ -158,57 +156,6 @@ def test_http_reward_that_does_not_answer(data):
     assert any(c.status == "FAIL" and c.name == "reward" and "did not answer the probe" in c.message for c in checks)
 
 
-def test_valid_tp_sizes_match_the_reference():
-    expected = {
-        "Qwen2.5-0.5B": [1, 2, 14],
-        "Qwen2.5-1.5B": [1, 2, 4, 6, 12],
-        "Qwen2.5-3B": [1, 2, 4, 8, 16],
-        "Qwen2.5-7B": [1, 2, 4, 28],
-    }
-    for name, sizes in expected.items():
-        assert valid_tp_sizes(QWEN25[name]) == sizes
-
-
-@pytest.mark.parametrize("stage, gb", [(0, 120.0), (1, 31.4), (2, 16.6), (3, 1.9)])
-def test_model_states_follow_zeros_formulas(stage, gb):
-    # The ZeRO paper's figure 1 (DeepSpeed's docs): a 7.5B model, 64 GPUs, Adam (K = 12).
-    assert preflight.model_states_gb(7.5, stage, 64) == pytest.approx(gb, abs=0.06)
-
-
-def test_adam_offload_and_frozen_models():
-    assert preflight.model_states_gb(1.0, 2, 1, offload=True) == pytest.approx(4.0)  # bf16 weights + gradients
-    assert preflight.model_states_gb(1.0, 3, 4, trainable=False) == pytest.approx(0.5)
-
-
-def memory_share(overrides, gpus):
-    recipe = apply_overrides(load(BASE), overrides)
-    args = preflight.check(preflight.to_argv(recipe.flags))
-    gpu = recipe.meta["hardware"]["gpu_memory_gb"]
-    return (
-        sum(preflight.memory_estimate(args, preflight.models.shape(args.actor.model_name_or_path), gpu).values()) / gpu
-    )
-
-
-def test_estimate_agrees_with_what_tinyzero_users_saw():
-    # Qwen2.5-3B with TinyZero's defaults ran out of memory on 2 x 80 GB; it fits 2 x H200 (141 GB); with
-    # gradient checkpointing and smaller micro-batches it fits 80 GB.
-    assert memory_share(["recipe.hardware.gpu_memory_gb=80"], 2) > 0.9
-    assert memory_share([], 2) < 0.7
-    recipe = load(REPO / "recipes/countdown/qwen2.5-3b-ppo-2x80gb.yaml")
-    args = preflight.check(preflight.to_argv(recipe.flags))
-    assert sum(preflight.memory_estimate(args, QWEN25["Qwen2.5-3B"], 80).values()) / 80 < 0.9
-    # Qwen2.5-0.5B ran on a single 80 GB GPU.
-    single = [
-        "actor.model_name_or_path=Qwen/Qwen2.5-0.5B",
-        "actor.num_gpus_per_node=1",
-        "critic.num_gpus_per_node=1",
-        "ref.num_gpus_per_node=1",
-        "vllm.num_engines=1",
-        "recipe.hardware.gpu_memory_gb=80",
-    ]
-    assert memory_share(single, 1) < 0.9
-
-
 def test_chat_prompts_need_the_chat_template_and_rendered_ones_do_not(tmp_path):
     chat = tmp_path / "chat"
     countdown.main(["--out", str(chat), "--template", "chat", "--train-size", "300", "--test-size", "20"])
@@ -245,9 +192,9 @@ def test_disk_estimate_counts_every_hf_copy_and_the_rotated_deepspeed_checkpoint
 
 
 def test_steps_count_the_partial_last_batch_and_every_train_file(data):
-    args = preflight.check(preflight.to_argv(load(BASE).flags))
-    assert preflight.training_steps(args, 1000) == 15 * 4  # 1,000 prompts in batches of 256: 4 steps an episode
-    assert preflight.training_steps(args, 256) == 15
+    args = load(BASE).args()
+    assert estimates.training_steps(args, 1000) == 15 * 4  # 1,000 prompts in batches of 256: 4 steps an episode
+    assert estimates.training_steps(args, 256) == 15
     two = f"data.prompt_dataset={data / 'train.parquet'},{data / 'train.parquet'}"
     assert not [c for c in checked(data, [two]) if "fewer than one rollout batch" in c.message]  # 600 prompts
     assert [c for c in checked(data, ["data.max_samples=100"]) if "100 training prompts" in c.message]
@@ -276,21 +223,36 @@ def test_measured_gpu_memory_replaces_what_the_recipe_assumed(data):
     assert "the cluster's GPUs have 79.6 GB, the recipe was sized for 141 GB" in memory[0].message
 
 
-def test_gpu_memory_is_read_from_nvidia_smi(tmp_path, monkeypatch):
-    smi = tmp_path / "nvidia-smi"  # GPU 0 has 80 GB (81,559 MiB), GPU 1 is a 40 GiB card
-    smi.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in\n'
-        "  *--id=0*) echo 81559;;\n"
-        "  *--id=1*) echo 40960;;\n"
-        '  *memory.total*) printf "81559\\n40960\\n";;\n'
-        "esac\n"
+def test_no_reference_model_no_reference_gpus():
+    recipe = apply_overrides(load(BASE), ["algo.kl.init_coef=0", "ref=null"])
+    checks = preflight.check_gpus(recipe, recipe.args(), 2)
+    assert [c.status for c in checks] == ["ok"], [c.line() for c in checks]
+
+
+def test_unset_label_key_is_a_failure_not_a_crash(data):
+    recipe = apply_overrides(
+        load(BASE),
+        [
+            "data.label_key=null",
+            f"data.prompt_dataset={data / 'train.parquet'}",
+            f"eval.dataset={data / 'test.parquet'}",
+        ],
     )
-    smi.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert preflight.local_gpu_memory_gb() == 42.9  # the smallest, in GB of 10^9 bytes as the estimate counts
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert preflight.local_gpu_memory_gb() == 85.5  # only the GPUs the job may use
-    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
-    assert preflight.local_gpu_memory_gb() is None
+    checks = preflight.run(recipe, REPO, 2)
+    assert any(c.status == "FAIL" and "data.label_key is not set" in c.message for c in checks)
+
+
+def test_http_probe_skips_rows_without_a_reference(data, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(data / "test.parquet").to_pylist()
+    label = json.loads(rows[0]["label"])
+    label["solution"] = None
+    rows[0]["label"] = json.dumps(label)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test.parquet")
+    recipe = apply_overrides(
+        load(BASE), ["reward.remote_url=http://127.0.0.1:9/get_reward", f"eval.dataset={tmp_path / 'test.parquet'}"]
+    )
+    checks = data_checks.check_http_reward(recipe.args(), REPO)
+    assert [c.status for c in checks] == ["FAIL"] and "did not answer" in checks[0].message

@@ -8,8 +8,8 @@ import pytest
 from testkit import REPO
 
 from data_tools import countdown
-from launch import __main__ as cli
-from launch import jobs
+from launch import cluster
+from launch.probe import probe_cluster
 from launch.recipe import apply_overrides, load
 
 pytest.importorskip("ray")
@@ -22,10 +22,10 @@ def test_probe_job_scores_reference_solutions_in_a_ray_task(tmp_path):
     recipe = apply_overrides(
         load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"), [f"eval.dataset={data / 'test.parquet'}"]
     )
-    head = jobs.LocalHead(gpus=0)
+    head = cluster.LocalHead(gpus=0)
     address = head.start()
     try:
-        result = cli.probe_cluster(address, recipe, python=sys.executable)
+        result = probe_cluster(address, recipe, python=sys.executable)
     finally:
         head.stop()
     assert result["gpus"] == 0

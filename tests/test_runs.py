@@ -1,0 +1,74 @@
+"""launch.runs: run folders, the resolved recipe they keep, and resolving a recipe for a run."""
+
+import datetime
+import json
+
+import pytest
+from testkit import REPO
+
+from launch import runs
+from launch.recipe import RecipeError, apply_overrides, load
+
+RECIPE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
+
+
+def test_runs_never_overwrite_each_other(tmp_path):
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    first = runs.new_run_dir(tmp_path, "r", now)
+    second = runs.new_run_dir(tmp_path, "r", now)
+    assert first != second and first.name == "20260102-030405" and second.name == "20260102-030405-2"
+
+
+def test_resolve_sets_the_runs_own_folders_and_absolute_data(tmp_path):
+    run = tmp_path / "run"
+    recipe = apply_overrides(load(RECIPE), ["eval.dataset=data/a/test.parquet, /abs/b/test.parquet"])
+    resolved = runs.resolve(recipe, run)
+    args = resolved.args()
+    assert args.data.prompt_dataset == str(REPO / "data/countdown/train.parquet")
+    assert args.eval.dataset == f"{REPO / 'data/a/test.parquet'},/abs/b/test.parquet"  # every file of the list
+    assert (args.ckpt.path, args.ckpt.output_dir) == (str(run / "ckpt"), str(run / "final"))
+    assert args.logger.tensorboard_dir == str(run / "tensorboard") and not args.ckpt.load_enable
+    assert resolved.meta["run_dir"] == str(run) and recipe.get("ckpt.path") != str(run / "ckpt")  # a copy
+    assert runs.resolve(resolved, run).argv() == resolved.argv()  # resolving again changes nothing
+
+
+def test_resolve_for_a_resume_adds_load_enable_last_and_todays_services(tmp_path):
+    run = tmp_path / "run"
+    resolved = runs.resolve(load(RECIPE), run, reward_urls=["http://127.0.0.1:5999/get_reward"])
+    resumed = runs.resolve(resolved, run, reward_urls=["http://127.0.0.1:6200/get_reward"], resume=True)
+    before, after = resolved.argv(), resumed.argv()
+    at = before.index("--reward.remote_url") + 1
+    assert before[at] == "http://127.0.0.1:5999/get_reward" and after[at] == "http://127.0.0.1:6200/get_reward"
+    assert after == [*before[:at], after[at], *before[at + 1 :], "--ckpt.load_enable"]
+
+
+def test_a_wandb_key_in_the_recipe_goes_to_the_environment_only(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    resolved = runs.resolve(apply_overrides(load(RECIPE), ["logger.wandb.key=secret-789"]), tmp_path / "r")
+    assert resolved.secrets == {"WANDB_API_KEY": "secret-789"}
+    assert resolved.get("logger.wandb.key") == runs.WANDB_PLACEHOLDER
+    assert resolved.get("logger.wandb.run_name") == "qwen2.5-3b-ppo-r"
+    runs.save(tmp_path, resolved, "ray job submit ...")
+    assert "secret-789" not in (tmp_path / "recipe.yaml").read_text()
+    assert runs.load(tmp_path).secrets == {}
+
+
+def test_a_run_folder_keeps_the_resolved_recipe_and_every_job(tmp_path):
+    run = runs.new_run_dir(tmp_path, "r")
+    resolved = runs.resolve(load(RECIPE), run)
+    runs.save(run, resolved, "ray job submit -- python -m openrlhf.cli.train_ppo_ray")
+    runs.add_job(run, {"job_id": "a"})
+    runs.add_job(run, {"job_id": "b"})
+    loaded = runs.load(run)
+    assert loaded.flags == resolved.flags and loaded.name == resolved.name and loaded.argv() == resolved.argv()
+    assert [j["job_id"] for j in json.loads((run / "job.json").read_text())["jobs"]] == ["a", "b"]
+    assert (run / "command.sh").read_text().startswith("ray job submit")
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+@pytest.mark.parametrize("content", [None, "", "actor: {}\n", "recipe: {name: x}\n", "- a list\n"])
+def test_loading_a_folder_that_is_not_a_run_is_refused(tmp_path, content):
+    if content is not None:
+        (tmp_path / "recipe.yaml").write_text(content)
+    with pytest.raises(RecipeError, match="is not a run folder"):
+        runs.load(tmp_path)
