@@ -1,4 +1,6 @@
-# make test   creates .venv (CPU only), installs what the tests need once, runs the test suite.
+# make test   creates .venv (CPU only), installs what the tests need once, runs the linter, then the test suite.
+# make lint   checks the code with ruff (lint rules and formatting), as make test does first.
+# make format rewrites the code to ruff's formatting and applies its safe lint fixes.
 # make bench  prints the benchmarks' figures.
 # make data   writes TinyZero's Countdown and multiplication datasets into data/.
 SHELL := /bin/bash
@@ -11,14 +13,23 @@ TORCH_PIP_ARGS ?=
 
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+RUFF := $(VENV)/bin/ruff
 # The install is redone only when what it installs changes: the stamp's name is a hash of it.
 INSTALL_HASH := $(shell cat requirements-test.txt | sha256sum | cut -c1-12)-$(TORCH_VERSION)-$(OPENRLHF_VERSION)
 STAMP := $(VENV)/.installed-$(INSTALL_HASH)
 
-.PHONY: test bench data train preflight sweep venv clean-venv
+.PHONY: test lint format bench data train preflight sweep venv clean-venv
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Both checks run and report before the target fails, so one run shows every lint and format problem.
+lint: $(STAMP)
+	status=0; $(RUFF) check . || status=1; $(RUFF) format --check . || status=1; exit $$status
+
+format: $(STAMP)
+	$(RUFF) format .
+	$(RUFF) check --fix .
 
 bench: $(STAMP)
 	$(PY) -m bench.rewards

@@ -5,13 +5,12 @@ accuracy and response length rising together.
 
 Reads the event files with TensorBoard's own reader and draws one PNG per quantity (reward, accuracy, format
 rate, response length, KL, entropy, held-out accuracy) with matplotlib; the raw series faint, an exponential
-moving average on top. A run's name comes from its recipe.yaml when there is one.
+moving average on top. A run's name comes from its recipe.yaml when there is one. The PNGs go into --out whole
+or not at all; an existing --out is replaced only with --force.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from data_tools.output import Parser  # noqa: E402
+from data_tools.output import atomic_folder  # noqa: E402
+from reward_funcs import cli  # noqa: E402
+
+PROG = "python -m analysis.curves"
 
 # (file name, title, y label, tag suffixes to look for, in order of preference)
 QUANTITIES = [
@@ -104,31 +106,40 @@ def plot(runs: list[Path], out: Path, weight: float = 0.9) -> dict[str, dict[str
     return plotted
 
 
-def main(argv=None) -> int:
-    parser = Parser(
-        prog="python -m analysis.curves", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def build_parser() -> cli.Parser:
+    parser = cli.parser(PROG, __doc__)
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="run folders (runs/<recipe>/<timestamp>) whose TensorBoard logs to draw"
     )
-    parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("curves"))
-    parser.add_argument("--smooth", type=float, default=0.9, help="EMA weight, 0 to 0.99 (0: no smoothing)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--out", type=Path, default=Path("curves"), help="folder to write the PNGs into (default: ./curves)"
+    )
+    parser.add_argument(
+        "--smooth",
+        type=float,
+        default=0.9,
+        help="weight of the exponential moving average drawn on top, 0 to 0.99; 0 is no smoothing (default: 0.9)",
+    )
+    cli.add_force(parser)
+    return parser
+
+
+def run(args) -> int:
     missing = [str(r) for r in args.runs if not r.is_dir()]
-    problem = f"no such run folder: {', '.join(missing)}" if missing else None
+    if missing:
+        raise cli.UsageError(f"no such run folder: {', '.join(missing)}")
     if not 0 <= args.smooth < 1:
-        problem = "--smooth must be in [0, 1)"
-    if problem:
-        print(f"python -m analysis.curves: error: {problem}", file=sys.stderr)
-        return 2
-    plotted = plot(args.runs, args.out, args.smooth)
-    if not plotted:
-        print(
-            "python -m analysis.curves: error: no TensorBoard scalars under those folders",
-            file=__import__("sys").stderr,
-        )
-        return 2
+        raise cli.UsageError(f"--smooth must be in [0, 1); got {args.smooth}")
+    cli.refuse_overwrite(args.out, force=args.force)  # before any event file is read
+    with atomic_folder(args.out, args.force, parents=True) as tmp:
+        plotted = plot(args.runs, tmp, args.smooth)
+        if not plotted:
+            raise cli.UsageError(f"no TensorBoard scalars under {', '.join(map(str, args.runs))}; nothing written")
     print(f"wrote {', '.join(sorted(plotted))} to {args.out}")
     return 0
 
+
+main = cli.entry_point(PROG, build_parser)(run)  # main(argv) -> exit status: 0, or 2 with one line on bad input
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -8,18 +8,18 @@ Greedy by default, as TinyZero validates. Reports strict accuracy (correct answe
 reward (with its 0.1 format credit, to compare with its validation curve), format rate, pass@k for every
 k <= n (unbiased estimator), response lengths and truncation, and how often the thinking verifies, backtracks
 and enumerates attempts; each also by how many numbers a puzzle has and by the solver's difficulty band.
-Writes results.json, samples.jsonl and summary.md into --out (default: <model>/eval or <run>/eval/<model>).
+Writes results.json, samples.jsonl and summary.md into --out (default: <model>/eval or <run>/eval/<model>),
+whole or not at all; an existing one is replaced only with --force. With --run, the prompts are the run's
+`eval.dataset` (from its recipe.yaml): a comma-separated list is read file by file and evaluated as one set,
+as OpenRLHF's own eval does, so the figures are over all of them together; pass --data to evaluate one file.
 Backend: vLLM when installed and a GPU is present, transformers otherwise (`--backend` to choose).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import shutil
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,8 +27,11 @@ from tqdm import tqdm
 
 from analysis import metrics
 from data_tools import output
-from data_tools.output import Parser
-from reward_funcs import score_sample
+from data_tools.templates import render_prompt
+from reward_funcs import cli, score_sample
+from reward_funcs.cli import UsageError
+
+PROG = "python -m analysis.evaluate"
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,11 @@ class Completion:
     truncated: bool
 
 
-class UsageError(Exception):
-    pass
-
-
 # ---- data ----------------------------------------------------------------------------------------------------
 
 
 def read_rows(path: Path, limit: int | None = None) -> list[dict]:
+    """The rows of one test file written by data_tools, the first `limit` of them if given."""
     if not path.is_file():
         raise UsageError(f"{path}: no such dataset (make one with python -m data_tools.countdown)")
     rows = output.read_rows(path, limit)
@@ -64,11 +64,27 @@ def read_rows(path: Path, limit: int | None = None) -> list[dict]:
     return rows
 
 
-def prompt_text(prompt, tokenizer) -> str:
-    """The string the model continues: as written, or a message list through the model's chat template."""
-    if isinstance(prompt, str):
-        return prompt
-    return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+def read_dataset(files: list[Path], limit: int | None = None) -> list[dict]:
+    """The rows of every file, in order, as one set (OpenRLHF evaluates a list of eval files the same way,
+    concatenated); the first `limit` of them if given."""
+    rows = [row for path in files for row in read_rows(path, limit)]
+    return rows[:limit] if limit else rows
+
+
+def run_dataset(run: Path) -> list[Path]:
+    """A run's eval set: the files of `eval.dataset` in its recipe.yaml (a comma-separated list, relative paths
+    under the repository, as the launcher resolves them)."""
+    import yaml
+
+    recipe = run / "recipe.yaml"
+    try:
+        saved = yaml.safe_load(recipe.read_text()) if recipe.is_file() else None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{recipe}: not valid YAML ({str(e).splitlines()[0]}): pass --data") from None
+    spec = ((saved.get("eval") or {}) if isinstance(saved, dict) else {}).get("dataset")
+    if not spec:
+        raise UsageError(f"{run} has no recipe.yaml naming eval.dataset: pass --data (a test file from data_tools)")
+    return output.dataset_files(spec, cli.REPO)
 
 
 # ---- backends ------------------------------------------------------------------------------------------------
@@ -157,13 +173,19 @@ class TransformersBackend:
 
 
 def make_backend(name: str, model: str, settings: Settings):
+    """Load `model` with backend `name` (auto: vLLM when installed and a GPU is present). A model that cannot be
+    loaded (no such folder or hub name, the hub unreachable, no weights) is a UsageError."""
     if name == "auto":
         import importlib.util
 
         import torch
 
         name = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
-    return (VLLMBackend if name == "vllm" else TransformersBackend)(model, settings)
+    try:
+        return (VLLMBackend if name == "vllm" else TransformersBackend)(model, settings)
+    except OSError as e:  # how transformers and vLLM report a model they cannot find or read
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"cannot load the model {model}: {reason}") from None
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------------
@@ -174,7 +196,7 @@ def evaluate(backend, rows: list[dict], settings: Settings, progress: bool = Tru
     bar = tqdm(total=len(rows), desc="evaluating", unit="prompt", disable=not progress)
     for start in range(0, len(rows), settings.batch_size):
         part = rows[start : start + settings.batch_size]
-        prompts = [prompt_text(r["prompt"], backend.tokenizer) for r in part]
+        prompts = [render_prompt(r["prompt"], backend.tokenizer) for r in part]
         for offset, (row, prompt, group) in enumerate(zip(part, prompts, backend.generate(prompts), strict=True)):
             label = json.loads(row["label"]) if isinstance(row["label"], str) else row["label"]
             for j, completion in enumerate(group):
@@ -249,20 +271,13 @@ def summary_markdown(results: dict, settings: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out: Path, results: dict, samples: list[dict], settings: dict, force: bool) -> None:
-    if out.exists() and not force:
-        raise UsageError(f"{out} already exists: pass --force to replace it, or choose another --out")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "results.json").write_text(json.dumps({"settings": settings, "metrics": results}, indent=2) + "\n")
-    with open(tmp / "samples.jsonl", "w") as f:
+def write_results(folder: Path, results: dict, samples: list[dict], settings: dict) -> None:
+    """results.json, samples.jsonl and summary.md into `folder`."""
+    (folder / "results.json").write_text(json.dumps({"settings": settings, "metrics": results}, indent=2) + "\n")
+    with open(folder / "samples.jsonl", "w") as f:
         for s in samples:
             f.write(json.dumps(s, ensure_ascii=False) + "\n")
-    (tmp / "summary.md").write_text(summary_markdown(results, settings))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    (folder / "summary.md").write_text(summary_markdown(results, settings))
 
 
 def write_step_curve(folder: Path, by_step: list[tuple]) -> None:
@@ -306,84 +321,103 @@ def run_models(run: Path) -> list[Path]:
     return final + [by_step[step] for step in sorted(by_step)] + others
 
 
-def main(argv=None) -> int:
-    parser = Parser(
-        prog="python -m analysis.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> cli.Parser:
+    parser = cli.parser(PROG, __doc__)
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--model", help="a local model folder or a hub name")
-    target.add_argument("--run", type=Path, help="a run folder: evaluate its final model and checkpoints")
-    parser.add_argument("--data", type=Path, help="test file (default with --run: the recipe's eval.dataset)")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--n", type=int, default=1, help="samples per prompt (pass@k for every k <= n)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--limit", type=int, help="only the first N prompts")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=("auto", "vllm", "transformers"), default="auto")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    args = parser.parse_args(argv)
-    try:
-        if args.n < 1 or (args.n > 1 and args.temperature == 0):
-            raise UsageError("--n above 1 needs --temperature above 0 (greedy decoding repeats itself)")
-        settings = Settings(args.n, args.temperature, args.top_p, args.max_new_tokens, args.seed, args.batch_size)
-        if args.run:
-            models = run_models(args.run)
-            if not models:
-                raise UsageError(f"{args.run}: no final model or Hugging Face checkpoint (config.json) in it")
-            data = args.data
-            if data is None:
-                import yaml
+    target.add_argument("--model", help="a local model folder or a hub name to evaluate")
+    target.add_argument("--run", type=Path, help="a run folder: evaluate its final model and every HF checkpoint")
+    parser.add_argument(
+        "--data",
+        help="test file(s) written by data_tools, comma-separated for several, evaluated as one set "
+        "(required with --model; default with --run: the run's eval.dataset)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the results (default: <model>/eval, ./eval for a hub name; with --run: <run>/eval/<model>)",
+    )
+    parser.add_argument("--n", type=int, default=1, help="samples per prompt; pass@k for every k <= n (default: 1)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0, greedy)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling's top-p (default: 1.0, off)")
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest completion (default: 1024)")
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts per generation call (default: 16)")
+    parser.add_argument("--limit", type=int, help="only the first N prompts (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "vllm", "transformers"),
+        default="auto",
+        help="auto: vLLM when installed and a GPU is present, else transformers (default: auto)",
+    )
+    cli.add_force(parser)
+    return parser
 
-                data = Path(yaml.safe_load((args.run / "recipe.yaml").read_text())["eval"]["dataset"])
-            targets = [
-                (
-                    str(m),
-                    args.out / m.relative_to(args.run)
-                    if args.out
-                    else args.run / "eval" / str(m.relative_to(args.run)).replace("/", "_"),
-                )
-                for m in models
-            ]
-        else:
-            if args.data is None:
-                raise UsageError("--model needs --data (a test file written by data_tools)")
-            data = args.data
-            targets = [(args.model, args.out or Path(args.model if os.path.isdir(args.model) else ".") / "eval")]
-        taken = [str(out) for _, out in targets if out.exists() and not args.force]
-        if taken:  # before any model is loaded or run
-            raise UsageError(f"{', '.join(taken)} already exists: pass --force to replace it, or choose another --out")
-        rows = read_rows(data, args.limit)
-        by_step = []
-        for model, out in targets:
-            backend = make_backend(args.backend, model, settings)
-            results, samples = evaluate(backend, rows, settings)
-            record = {
-                "model": model,
-                "data": str(data),
-                "backend": backend.name,
-                **asdict(settings),
-                "limit": args.limit,
-            }
-            write_outputs(out, results, samples, record, args.force)
-            print(
-                f"{model}: accuracy {results['accuracy']:.3f}, mean reward {results['mean_reward']:.3f}, "
-                f"format {results['format_rate']:.3f} -> {out}"
-            )
-            step = re.search(r"global_step(\d+)", model)
-            by_step.append((int(step.group(1)) if step else None, model, results["accuracy"], results["mean_reward"]))
-        if args.run and len(by_step) > 1:
-            write_step_curve(args.run / "eval", by_step)
-    except UsageError as e:
-        print(f"python -m analysis.evaluate: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # transformers/vLLM could not load the model
-        print(f"python -m analysis.evaluate: error: cannot load the model: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+
+def check_settings(args) -> Settings:
+    if args.n < 1 or args.max_new_tokens < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise UsageError("--n, --max-new-tokens, --batch-size and --limit must be at least 1")
+    if args.n > 1 and args.temperature == 0:
+        raise UsageError("--n above 1 needs --temperature above 0 (greedy decoding repeats itself)")
+    if args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise UsageError("--temperature must be at least 0 and --top-p in (0, 1]")
+    return Settings(args.n, args.temperature, args.top_p, args.max_new_tokens, args.seed, args.batch_size)
+
+
+def plan(args) -> tuple[list[Path], list[tuple[str, Path]]]:
+    """The test files, and each model to evaluate with the folder its results go to."""
+    if args.model:
+        if not args.data:
+            raise UsageError("--model needs --data (a test file written by data_tools)")
+        default = Path(args.model if os.path.isdir(args.model) else ".") / "eval"
+        return output.dataset_files(args.data, Path()), [(args.model, args.out or default)]
+    if not args.run.is_dir():
+        raise UsageError(f"--run {args.run}: no such run folder")
+    models = run_models(args.run)
+    if not models:
+        raise UsageError(f"{args.run}: no final model or Hugging Face checkpoint (config.json) in it")
+    files = output.dataset_files(args.data, Path()) if args.data else run_dataset(args.run)
+    targets = [
+        (
+            str(m),
+            args.out / m.relative_to(args.run)
+            if args.out
+            else args.run / "eval" / str(m.relative_to(args.run)).replace("/", "_"),
+        )
+        for m in models
+    ]
+    return files, targets
+
+
+def evaluate_model(model: str, out: Path, rows: list[dict], settings: Settings, args, data: str) -> tuple:
+    """Evaluate one model and write its folder; (step or None, model, accuracy, mean reward)."""
+    backend = make_backend(args.backend, model, settings)
+    results, samples = evaluate(backend, rows, settings)
+    record = {"model": model, "data": data, "backend": backend.name, **asdict(settings), "limit": args.limit}
+    with output.atomic_folder(out, args.force, parents=True) as tmp:
+        write_results(tmp, results, samples, record)
+    print(
+        f"{model}: accuracy {results['accuracy']:.3f}, mean reward {results['mean_reward']:.3f}, "
+        f"format {results['format_rate']:.3f} -> {out}"
+    )
+    step = re.search(r"global_step(\d+)", model)
+    return int(step.group(1)) if step else None, model, results["accuracy"], results["mean_reward"]
+
+
+def run(args) -> int:
+    settings = check_settings(args)
+    files, targets = plan(args)
+    if not files:
+        raise UsageError(f"--data {args.data!r} names no file: give a test file written by data_tools")
+    cli.refuse_overwrite(*(out for _, out in targets), force=args.force)  # before any model is loaded or run
+    rows = read_dataset(files, args.limit)
+    data = ",".join(map(str, files))
+    by_step = [evaluate_model(model, out, rows, settings, args, data) for model, out in targets]
+    if args.run and len(by_step) > 1:
+        write_step_curve(args.out or args.run / "eval", by_step)
     return 0
 
+
+main = cli.entry_point(PROG, build_parser)(run)  # main(argv) -> exit status: 0, or 2 with one line on bad input
 
 if __name__ == "__main__":
     raise SystemExit(main())

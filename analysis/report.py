@@ -5,14 +5,13 @@ next to the figures the recipes say were published.
 
 A variant's runs are runs/<ablation>-<variant>/<timestamp>/ (what `make sweep` creates); its numbers come from
 the newest run that has an evaluation (eval/*/results.json from analysis.evaluate). Variants without one are
-listed as missing, never dropped silently.
+listed as missing, never dropped silently. The report goes into --out whole or not at all; an existing one is
+replaced only with --force.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -21,8 +20,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis import curves  # noqa: E402
-from data_tools.output import Parser
-from launch.recipe import RecipeError, load_ablation  # noqa: E402
+from data_tools.output import atomic_folder  # noqa: E402
+from launch.recipe import Recipe, RecipeError, load_ablation  # noqa: E402
+from reward_funcs import cli  # noqa: E402
+
+PROG = "python -m analysis.report"
 
 
 def latest_results(runs_dir: Path, name: str) -> tuple[Path, dict] | None:
@@ -35,32 +37,32 @@ def latest_results(runs_dir: Path, name: str) -> tuple[Path, dict] | None:
     return None
 
 
-def build(ablation: Path, runs_dir: Path, out: Path) -> dict:
-    variants = load_ablation(ablation)
+def collect(variants: list[Recipe], runs_dir: Path) -> tuple[list[dict], list[str], list[Path]]:
+    """One row per variant (its newest evaluated run's metrics, or none), the variants missing, the runs found."""
     rows, missing, found_runs = [], [], []
     for recipe in variants:
         hit = latest_results(runs_dir, recipe.name)
         published = "; ".join(f"{e.get('value')} ({e.get('source')})" for e in recipe.meta.get("expected") or [])
+        row = {"variant": recipe.meta["variant"], "run": None, "published": published}
         if hit is None:
             missing.append(recipe.name)
-            rows.append({"variant": recipe.meta["variant"], "run": None, "published": published})
-            continue
-        run, m = hit
-        found_runs.append(run)
-        rows.append(
-            {
-                "variant": recipe.meta["variant"],
+        else:
+            run, m = hit
+            found_runs.append(run)
+            row |= {
                 "run": str(run),
                 "accuracy": m["accuracy"],
                 "mean_reward": m["mean_reward"],
                 "format_rate": m["format_rate"],
                 "length": m["length"]["mean"],
-                "published": published,
             }
-        )
-    out.mkdir(parents=True, exist_ok=True)
+        rows.append(row)
+    return rows, missing, found_runs
+
+
+def table(title: str, rows: list[dict], missing: list[str]) -> str:
     lines = [
-        f"# {ablation.stem}",
+        f"# {title}",
         "",
         "| variant | accuracy | mean reward | format | mean length | published | run |",
         "|---|---|---|---|---|---|---|",
@@ -80,40 +82,64 @@ def build(ablation: Path, runs_dir: Path, out: Path) -> dict:
         "accuracy: correct answers only (greedy unless the evaluation said otherwise); mean reward: "
         "TinyZero's, with 0.1 for a wrong answer in tags.",
     ]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_chart(title: str, done: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(done)), 4))
+    ax.bar([r["variant"] for r in done], [r["accuracy"] for r in done], color="C0")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{title}: final accuracy per variant")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(title: str, variants: list[Recipe], runs_dir: Path, out: Path) -> dict:
+    """report.md, accuracy.png and curves/ into `out` (an existing folder); returns the rows and the missing."""
+    rows, missing, found_runs = collect(variants, runs_dir)
+    (out / "report.md").write_text(table(title, rows, missing))
     done = [r for r in rows if r["run"]]
     if done:
-        fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(done)), 4))
-        ax.bar([r["variant"] for r in done], [r["accuracy"] for r in done], color="C0")
-        ax.set_ylabel("held-out accuracy")
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{ablation.stem}: final accuracy per variant")
-        fig.tight_layout()
-        fig.savefig(out / "accuracy.png", dpi=120)
-        plt.close(fig)
+        accuracy_chart(title, done, out / "accuracy.png")
         curves.plot(found_runs, out / "curves")
     return {"rows": rows, "missing": missing}
 
 
-def main(argv=None) -> int:
-    parser = Parser(
-        prog="python -m analysis.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def build(ablation: Path, runs_dir: Path, out: Path) -> dict:
+    """The report of `ablation` into `out`, written in place (main writes it atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    return write_report(ablation.stem, load_ablation(ablation), runs_dir, out)
+
+
+def build_parser() -> cli.Parser:
+    parser = cli.parser(PROG, __doc__)
+    parser.add_argument("ablation", type=Path, help="the ablation recipe, e.g. recipes/ablations/model-size.yaml")
+    cli.add_runs_dir(parser, help="where to look for the variants' runs, as `make sweep` wrote them")
+    parser.add_argument(
+        "--out", type=Path, help="folder for report.md and its pictures (default: reports/<ablation's file name>)"
     )
-    parser.add_argument("ablation", type=Path)
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
+    cli.add_force(parser)
+    return parser
+
+
+def run(args) -> int:
+    out = args.out or Path("reports") / args.ablation.stem
+    cli.refuse_overwrite(out, force=args.force)  # before anything is read
     try:
-        result = build(args.ablation, args.runs_dir, args.out or Path("reports") / args.ablation.stem)
-    except RecipeError as e:
-        print(f"python -m analysis.report: error: {e}", file=sys.stderr)
-        return 2
-    print(
-        f"wrote {(args.out or Path('reports') / args.ablation.stem) / 'report.md'}"
-        + (f"; missing: {', '.join(result['missing'])}" if result["missing"] else "")
-    )
+        variants = load_ablation(args.ablation)
+    except RecipeError as e:  # one line and status 2, whichever exception class launch.recipe derives it from
+        raise cli.UsageError(str(e)) from None
+    if not args.runs_dir.is_dir():
+        raise cli.UsageError(f"--runs-dir {args.runs_dir}: no such folder; pass the one `make sweep` wrote runs into")
+    with atomic_folder(out, args.force, parents=True) as tmp:
+        result = write_report(args.ablation.stem, variants, args.runs_dir, tmp)
+    print(f"wrote {out / 'report.md'}" + (f"; missing: {', '.join(result['missing'])}" if result["missing"] else ""))
     return 0
 
+
+main = cli.entry_point(PROG, build_parser)(run)  # main(argv) -> exit status: 0, or 2 with one line on bad input
 
 if __name__ == "__main__":
     raise SystemExit(main())

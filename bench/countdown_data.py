@@ -58,7 +58,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "countdown"
         start = time.perf_counter()
-        countdown.main(["--out", str(out), "--workers", str(args.workers)])
+        if countdown.main(["--out", str(out), "--workers", str(args.workers)]):
+            raise SystemExit("data_tools.countdown failed (see above)")
         ours = time.perf_counter() - start
         size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
 

@@ -19,7 +19,7 @@ import statistics
 import time
 from fractions import Fraction
 
-from bench import tinyzero_baseline
+from reference import tinyzero
 from reward_funcs import score_sample
 
 CHARS_PER_TOKEN = 4  # about what Qwen2.5's tokenizer gives on this kind of text
@@ -61,7 +61,7 @@ def realistic_corpus(n: int, seed: int = 0, tokens: tuple[int, int] = (300, 1000
     corpus = []
     for _ in range(n):
         numbers, target, solution = puzzle(rng)
-        prompt = tinyzero_baseline.countdown_prompt(numbers, target)
+        prompt = tinyzero.countdown_prompt(numbers, target)
         thought = chain_of_thought(rng, numbers, rng.randint(*tokens))
         kind = rng.random()
         if kind < 0.4:
@@ -78,7 +78,7 @@ def realistic_corpus(n: int, seed: int = 0, tokens: tuple[int, int] = (300, 1000
 
 def adversarial_corpus() -> dict[str, tuple[str, str, dict]]:
     def countdown(answer_line: str, numbers: list[int], target: int = 60):
-        prompt = tinyzero_baseline.countdown_prompt(numbers, target)
+        prompt = tinyzero.countdown_prompt(numbers, target)
         return (
             prompt + " hmm </think>\n" + answer_line,
             prompt,
@@ -128,8 +128,8 @@ STRESS = {
 
 def baseline(query: str, label: dict) -> float:
     if label["task"] == "countdown":
-        return tinyzero_baseline.countdown(query, label["target"], label["numbers"])
-    return tinyzero_baseline.multiply(query, label["product"])
+        return tinyzero.countdown(query, label["target"], label["numbers"])
+    return tinyzero.multiply(query, label["product"])
 
 
 def time_ours(item, repeats: int) -> tuple[float, float]:

@@ -35,9 +35,13 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data_tools import solver
-from data_tools.output import Parser, UsageError, check_out, parse_range, run, tool_parser, write_dataset
+from data_tools.output import check_out, parse_range, tool_parser, write_dataset
 from data_tools.templates import COUNTDOWN
+from reward_funcs import cli
+from reward_funcs.cli import UsageError
 from reward_funcs.expression import ExpressionError, value
+
+PROG = "python -m data_tools.countdown"
 
 TINYZERO_TRAIN, TINYZERO_TEST = 327_680, 1_024
 CHUNK = 2048  # puzzles per unit of work; results never depend on how chunks are spread over workers
@@ -332,10 +336,14 @@ def row(p: Puzzle, template) -> dict:
     }
 
 
-def build_parser() -> Parser:
-    parser = tool_parser("python -m data_tools.countdown", __doc__, COUNTDOWN)
-    parser.add_argument("--train-size", type=int, default=TINYZERO_TRAIN, help="train rows (default: TinyZero's)")
-    parser.add_argument("--test-size", type=int, default=TINYZERO_TEST, help="test rows (default: TinyZero's)")
+def build_parser() -> cli.Parser:
+    parser = tool_parser(PROG, __doc__, COUNTDOWN)
+    parser.add_argument(
+        "--train-size", type=int, default=TINYZERO_TRAIN, help=f"train rows (default: {TINYZERO_TRAIN:,}, TinyZero's)"
+    )
+    parser.add_argument(
+        "--test-size", type=int, default=TINYZERO_TEST, help=f"test rows (default: {TINYZERO_TEST:,}, TinyZero's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--workers",
@@ -347,16 +355,26 @@ def build_parser() -> Parser:
     gen.add_argument("--counts", default=None, help="how many numbers per puzzle, drawn uniformly (default: 3,4)")
     gen.add_argument("--number-range", default=None, help="LO:HI of the numbers (default: 1:99)")
     gen.add_argument("--target-range", default=None, help="LO:HI of the targets (default: 10:99)")
-    gen.add_argument("--rational", action="store_true", help="allow any rational intermediate value")
-    gen.add_argument("--min-solutions", type=int, default=None, help="keep puzzles with at least this many solutions")
+    gen.add_argument(
+        "--rational",
+        action="store_true",
+        help="allow any rational intermediate value, as the reward does (default: non-negative integers only)",
+    )
+    gen.add_argument(
+        "--min-solutions", type=int, default=None, help="keep puzzles with at least this many solutions (default: 1)"
+    )
     gen.add_argument(
         "--max-solutions",
         type=int,
         default=None,
-        help="keep puzzles with at most this many solutions (hard puzzles have few)",
+        help="keep puzzles with at most this many solutions; hard puzzles have few (default: no limit)",
     )
     imp = parser.add_argument_group("import instead of generating")
-    imp.add_argument("--source", help="FILE (.parquet/.jsonl with target and nums) or hf:NAME")
+    imp.add_argument(
+        "--source",
+        help="import puzzles from FILE (.parquet/.jsonl with target and nums columns) or hf:NAME (the hub's train "
+        "split) instead of generating them (default: generate)",
+    )
     imp.add_argument(
         "--split",
         choices=("dedup", "tinyzero"),
@@ -413,8 +431,38 @@ def config_from(args) -> Config:
     return config
 
 
-def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+def import_puzzles(args, wanted: int) -> tuple[list[Puzzle], list[Puzzle], dict]:
+    """--source's rows, solved and split; and what the manifest reports about TinyZero's own split of them."""
+    rows = read_source(args.source)
+    if len(rows) < wanted:
+        raise UsageError(f"--source has {len(rows):,} rows; --train-size + --test-size is {wanted:,}")
+    puzzles = solve_rows(rows)
+    train, test = split_puzzles(puzzles, args.train_size, args.test_size, args.split)
+    tz_train, tz_test = split_puzzles(puzzles, args.train_size, args.test_size, "tinyzero")
+    report = {
+        "source_rows": len(rows),
+        "unsolvable_rows": sum(p.solution is None for p in puzzles),
+        "tinyzero_rule_test_puzzles_also_in_train": overlap(tz_train, tz_test),
+    }
+    print(
+        f"source: {len(rows):,} rows, {report['unsolvable_rows']:,} without a solution; under TinyZero's "
+        f"split, {report['tinyzero_rule_test_puzzles_also_in_train']:,} of {len(tz_test):,} test puzzles "
+        "are also in train"
+    )
+    return train, test, report
+
+
+def generate_puzzles(args, config: Config, wanted: int) -> tuple[list[Puzzle], list[Puzzle]]:
+    if wanted > puzzle_space(config):
+        raise UsageError(
+            f"--train-size + --test-size is {wanted:,} but these ranges hold at most {puzzle_space(config):,} "
+            "distinct puzzles: lower the sizes or widen the ranges"
+        )
+    puzzles = generate(config, wanted, args.workers)
+    return puzzles[: args.train_size], puzzles[args.train_size :]
+
+
+def run(args) -> int:
     if args.train_size < 1 or args.test_size < 1:
         raise UsageError("--train-size and --test-size must be at least 1")
     if args.workers < 1:
@@ -425,30 +473,9 @@ def main(argv=None) -> None:
     wanted = args.train_size + args.test_size
     report: dict = {}
     if args.source:
-        rows = read_source(args.source)
-        if len(rows) < wanted:
-            raise UsageError(f"--source has {len(rows):,} rows; --train-size + --test-size is {wanted:,}")
-        puzzles = solve_rows(rows)
-        train, test = split_puzzles(puzzles, args.train_size, args.test_size, args.split)
-        tz_train, tz_test = split_puzzles(puzzles, args.train_size, args.test_size, "tinyzero")
-        report = {
-            "source_rows": len(rows),
-            "unsolvable_rows": sum(p.solution is None for p in puzzles),
-            "tinyzero_rule_test_puzzles_also_in_train": overlap(tz_train, tz_test),
-        }
-        print(
-            f"source: {len(rows):,} rows, {report['unsolvable_rows']:,} without a solution; under TinyZero's "
-            f"split, {report['tinyzero_rule_test_puzzles_also_in_train']:,} of {len(tz_test):,} test puzzles "
-            "are also in train"
-        )
+        train, test, report = import_puzzles(args, wanted)
     else:
-        if wanted > puzzle_space(config):
-            raise UsageError(
-                f"--train-size + --test-size is {wanted:,} but these ranges hold at most {puzzle_space(config):,} "
-                "distinct puzzles: lower the sizes or widen the ranges"
-            )
-        puzzles = generate(config, wanted, args.workers)
-        train, test = puzzles[: args.train_size], puzzles[args.train_size :]
+        train, test = generate_puzzles(args, config, wanted)
     arguments = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "force", "workers")
     }  # what does not change the data stays out
@@ -461,7 +488,10 @@ def main(argv=None) -> None:
         {"tool": "data_tools.countdown", "arguments": arguments, "seed": args.seed, **report},
     )
     print(f"wrote {args.out}: " + ", ".join(f"{name} {f['rows']:,} rows" for name, f in manifest["files"].items()))
+    return 0
 
+
+main = cli.entry_point(PROG, build_parser)(run)  # main(argv) -> exit status: 0, or 2 with one line on bad input
 
 if __name__ == "__main__":
-    run(main, "python -m data_tools.countdown")
+    raise SystemExit(main())

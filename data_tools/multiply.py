@@ -19,8 +19,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from data_tools.output import Parser, UsageError, check_out, run, tool_parser, write_dataset
+from data_tools.output import check_out, tool_parser, write_dataset
 from data_tools.templates import MULTIPLY
+from reward_funcs import cli
+from reward_funcs.cli import UsageError
+
+PROG = "python -m data_tools.multiply"
 
 TINYZERO_DRAWS, TINYZERO_TRAIN, TINYZERO_TEST = 100_000, 32_768, 4_096
 
@@ -70,18 +74,29 @@ SCHEMA = pa.schema(
 )
 
 
-def build_parser() -> Parser:
-    parser = tool_parser("python -m data_tools.multiply", __doc__, MULTIPLY)
-    parser.add_argument("--digits", type=int, default=3, help="digits of the larger operands (default: 3)")
-    parser.add_argument("--draws", type=int, default=TINYZERO_DRAWS, help="pairs drawn before deduplication")
-    parser.add_argument("--train-size", type=int, default=TINYZERO_TRAIN, help="train rows (default: TinyZero's)")
-    parser.add_argument("--test-size", type=int, default=TINYZERO_TEST, help="test rows (default: TinyZero's)")
+def build_parser() -> cli.Parser:
+    parser = tool_parser(PROG, __doc__, MULTIPLY)
+    parser.add_argument(
+        "--digits", type=int, default=3, help="digits of the larger operands, 1 to 9 (default: 3, TinyZero's)"
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=TINYZERO_DRAWS,
+        help=f"pairs drawn before deduplication (default: {TINYZERO_DRAWS:,}, TinyZero's)",
+    )
+    parser.add_argument(
+        "--train-size", type=int, default=TINYZERO_TRAIN, help=f"train rows (default: {TINYZERO_TRAIN:,}, TinyZero's)"
+    )
+    parser.add_argument(
+        "--test-size", type=int, default=TINYZERO_TEST, help=f"test rows (default: {TINYZERO_TEST:,}, TinyZero's)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1, TinyZero's)")
     return parser
 
 
-def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+def check_sizes(args) -> None:
+    """Refuse settings that cannot give --train-size + --test-size distinct pairs, before drawing any."""
     if not 1 <= args.digits <= 9:
         raise UsageError(f"--digits must be 1 to 9; got {args.digits}")
     if args.train_size < 1 or args.test_size < 1 or args.draws < 1:
@@ -93,6 +108,10 @@ def main(argv=None) -> None:
             f"{min(space, args.draws):,} distinct pairs can come from {args.draws:,} draws of {args.digits}-digit "
             "operands: raise --draws or --digits, or lower the sizes"
         )
+
+
+def run(args) -> int:
+    check_sizes(args)
     check_out(args.out, args.force)
     pairs = distinct(draw_pairs(args.digits, args.draws, args.seed))
     if len(pairs) < args.train_size + args.test_size:
@@ -123,7 +142,10 @@ def main(argv=None) -> None:
         + ", ".join(f"{name} {f['rows']:,} rows" for name, f in manifest["files"].items())
         + f"; {swapped} test pairs appear in train with the operands swapped"
     )
+    return 0
 
+
+main = cli.entry_point(PROG, build_parser)(run)  # main(argv) -> exit status: 0, or 2 with one line on bad input
 
 if __name__ == "__main__":
-    run(main, "python -m data_tools.multiply")
+    raise SystemExit(main())

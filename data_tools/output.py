@@ -1,8 +1,8 @@
 """Dataset folders: `train` and `test` files OpenRLHF loads as they are, and a manifest; reading them back.
 
-Every output folder of the project (datasets, evaluations) is written by `atomic_folder`: into a temporary
-folder beside OUT, moved into place at the end, so an interrupted run leaves OUT as it was; an existing OUT is
-replaced only with --force. The same rows give byte-identical files.
+Every output folder of the project (datasets, evaluations, curves, reports) is written by `atomic_folder`: into
+a temporary folder beside OUT, moved into place at the end, so an interrupted run leaves OUT as it was; an
+existing OUT is replaced only with --force. The same rows give byte-identical files.
 """
 
 from __future__ import annotations
@@ -13,36 +13,21 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reward_funcs import cli
+
 FORMATS = ("parquet", "jsonl")
 VERSION = "1"  # bump when the same arguments would produce different data
 
 
-class UsageError(Exception):
-    """Bad arguments or input: the message says what to change. Reported as one line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports errors in one line (no usage dump), exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def tool_parser(prog: str, doc: str, templates: dict) -> Parser:
-    """A data tool's parser: the module docstring's first paragraph as description, the rest as epilog, and the
-    options every data tool shares."""
-    parser = Parser(
-        prog=prog,
-        description=doc.split("\n\n")[0],
-        epilog=doc.split("\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def tool_parser(prog: str, doc: str, templates: dict) -> cli.Parser:
+    """A data tool's parser (`cli.parser`: the docstring's first paragraph as description, the rest as epilog)
+    with the options every data tool shares."""
+    parser = cli.parser(prog, doc)
     add_common_arguments(parser, templates)
     return parser
 
@@ -52,10 +37,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, templates: dict) -> No
     from data_tools.templates import describe
 
     parser.add_argument(
-        "--out", type=Path, required=True, help="folder to write train/test files and manifest.json into"
+        "--out", type=Path, required=True, help="folder to write train/test files and manifest.json into (required)"
     )
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--format", choices=FORMATS, default="parquet", help="file format (default: parquet)")
+    cli.add_force(parser)
+    parser.add_argument(
+        "--format", choices=FORMATS, default="parquet", help="file format of the splits (default: parquet)"
+    )
     parser.add_argument(
         "--template",
         choices=sorted(templates),
@@ -64,36 +51,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, templates: dict) -> No
     )
 
 
-def run(main, prog: str) -> None:
-    """Run `main()`, turning a UsageError into one line on stderr and exit status 2."""
-    try:
-        main()
-    except UsageError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
-        raise SystemExit(130) from None
-
-
 def parse_range(text: str, what: str) -> tuple[int, int]:
     """ "LO:HI" (inclusive) as two integers."""
     try:
         lo, hi = (int(x) for x in text.split(":"))
     except ValueError:
-        raise UsageError(f"{what} must look like LO:HI with integers, e.g. 1:99; got {text!r}") from None
+        raise cli.UsageError(f"{what} must look like LO:HI with integers, e.g. 1:99; got {text!r}") from None
     if lo > hi:
-        raise UsageError(f"{what} {text} is empty: LO must not exceed HI")
+        raise cli.UsageError(f"{what} {text} is empty: LO must not exceed HI")
     return lo, hi
 
 
 def check_out(out: Path, force: bool) -> None:
+    """Refuse --out before any work: an existing one without `force`, a file, or a missing parent folder."""
     if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a folder: choose another --out")
-    if out.exists() and not force:
-        raise UsageError(f"{out} already exists: pass --force to replace it, or choose another --out")
+        raise cli.UsageError(f"{out} exists and is not a folder: choose another --out")
+    cli.refuse_overwrite(out, force=force)
     if not out.parent.exists():
-        raise UsageError(f"the parent folder of {out} does not exist: create it first")
+        raise cli.UsageError(f"the parent folder of {out} does not exist: create it first")
 
 
 def sha256(path: Path) -> str:
@@ -145,24 +120,29 @@ def _write_split(rows: list[dict], schema: pa.Schema, path: Path, fmt: str) -> N
 
 
 @contextlib.contextmanager
-def atomic_folder(out: Path, force: bool):
+def atomic_folder(out: Path, force: bool, parents: bool = False):
     """`with atomic_folder(out, force) as tmp:` write files into `tmp`; on success `tmp` becomes `out` (replacing
-    it only with `force`), on any error nothing changes and `tmp` is removed."""
-    if out.exists() and not force:
-        raise UsageError(f"{out} already exists: pass --force to replace it, or choose another --out")
+    it only with `force`), on any error nothing changes and `tmp` is removed. With `parents`, OUT's missing parent
+    folders are created (analysis outputs nest under runs/ and reports/); without, a missing parent is refused."""
+    cli.refuse_overwrite(out, force=force)
+    if parents:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise cli.UsageError(f"cannot create {out.parent} ({e.strerror}): choose another --out") from None
     if not out.parent.is_dir():
-        raise UsageError(f"the parent folder of {out} does not exist: create it first")
+        raise cli.UsageError(f"the parent folder of {out} does not exist: create it first")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
     except OSError as e:
-        raise UsageError(f"cannot write into {out.parent} ({e.strerror}): choose another --out") from None
+        raise cli.UsageError(f"cannot write into {out.parent} ({e.strerror}): choose another --out") from None
     try:
         yield tmp
         if out.exists():
             if not force:  # appeared while we worked
-                raise UsageError(f"{out} appeared while writing: pass --force to replace it")
+                raise cli.UsageError(f"{out} appeared while writing: pass --force to replace it")
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
             tmp.rename(out)

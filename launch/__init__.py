@@ -1,0 +1,11 @@
+"""The launcher, read in this order:
+
+recipe.py       a recipe (YAML of OpenRLHF's own dotted flags) and `to_argv`, the one place keys become flags
+runs.py         `resolve`: the recipe as one run submits it (paths, folders, services, resume); run folders
+preflight.py    the checks on a resolved recipe, each one line with its fix; data_checks.py for the files
+estimates.py    the arithmetic preflight uses: GPUs, steps, memory, disk (no I/O)
+cluster.py      this machine's GPUs and memory, free ports, a local Ray head; probe.py for a remote cluster
+jobs.py         the job's runtime env and command, submission through Ray's job SDK, reward services
+__main__.py     `python -m launch train / preflight / sweep`
+openrlhf_cli.py OpenRLHF's own parser, read from the installed train_ppo_ray; models.py, model shapes
+"""

@@ -35,74 +35,122 @@ OPENRLHF_DEFAULT_GPUS_PER_NODE = 8
 # ---- placement and shapes ------------------------------------------------------------------------------------
 
 
-def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
-    checks = []
-    needed = estimates.gpus_needed(args)
+def _defaulted_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
     built = {"actor": True, "critic": bool(args.critic.model_name_or_path), "ref": args.algo.kl.init_coef > 0}
+    flags = recipe.flat()
     defaulted = [
-        role for role in ("actor", "critic", "ref") if built[role] and f"{role}.num_gpus_per_node" not in recipe.flat()
+        f"{role}.num_gpus_per_node" for role in built if built[role] and f"{role}.num_gpus_per_node" not in flags
     ]
-    if defaulted and cluster_gpus < OPENRLHF_DEFAULT_GPUS_PER_NODE:
-        checks.append(
-            fail(
-                "gpus",
-                f"{', '.join(r + '.num_gpus_per_node' for r in defaulted)} left at OpenRLHF's default "
-                f"of {OPENRLHF_DEFAULT_GPUS_PER_NODE}, the cluster has {cluster_gpus}: set them to the GPUs "
-                "each node has",
-            )
+    if not defaulted or cluster_gpus >= OPENRLHF_DEFAULT_GPUS_PER_NODE:
+        return []
+    return [
+        fail(
+            "gpus",
+            f"{', '.join(defaulted)} left at OpenRLHF's default of {OPENRLHF_DEFAULT_GPUS_PER_NODE}, the cluster has "
+            f"{cluster_gpus}: set them to the GPUs each node has",
         )
-    if args.train.colocate_all and not args.train.async_enable and args.vllm.num_engines:
-        actor, engines = estimates.actor_gpus(args), estimates.engine_gpus(args)
-        if actor != engines:
-            checks.append(
-                fail(
-                    "gpus",
-                    f"hybrid engine (train.colocate_all) needs actor GPUs ({actor}) = vllm.num_engines x "
-                    f"vllm.tensor_parallel_size ({engines}): set vllm.num_engines to "
-                    f"{actor // args.vllm.tensor_parallel_size or 1}, or change actor.num_gpus_per_node (and the "
-                    "colocated ref and critic with it)",
-                )
-            )
-    # Colocated models share the actor's placement group: OpenRLHF asserts the same placement for the reference,
-    # and a critic larger than the group has no bundle to go to.
-    actor_place = (args.actor.num_nodes, args.actor.num_gpus_per_node)
-    ref_place = (args.ref.num_nodes, args.ref.num_gpus_per_node)
-    if (args.train.colocate_all or args.train.colocate_actor_ref) and built["ref"] and ref_place != actor_place:
+    ]
+
+
+def _hybrid_engine(args) -> list[Check]:
+    if not (args.train.colocate_all and not args.train.async_enable and args.vllm.num_engines):
+        return []
+    actor, engines = estimates.actor_gpus(args), estimates.engine_gpus(args)
+    if actor == engines:
+        return []
+    return [
+        fail(
+            "gpus",
+            f"hybrid engine (train.colocate_all) needs actor GPUs ({actor}) = vllm.num_engines x "
+            f"vllm.tensor_parallel_size ({engines}): set vllm.num_engines to "
+            f"{actor // args.vllm.tensor_parallel_size or 1}, or change actor.num_gpus_per_node (and the "
+            "colocated ref and critic with it)",
+        )
+    ]
+
+
+def _colocation(args) -> list[Check]:
+    """Colocated models share the actor's placement group: OpenRLHF asserts the same placement for the reference,
+    and a critic larger than the group has no bundle to go to."""
+    checks = []
+    actor = (args.actor.num_nodes, args.actor.num_gpus_per_node)
+    ref = (args.ref.num_nodes, args.ref.num_gpus_per_node)
+    colocated = args.train.colocate_all or args.train.colocate_actor_ref
+    if colocated and args.algo.kl.init_coef > 0 and ref != actor:
         checks.append(
             fail(
                 "gpus",
-                f"colocated ref on {ref_place[0]} node(s) x {ref_place[1]} GPU(s), the actor on {actor_place[0]} x "
-                f"{actor_place[1]}: OpenRLHF needs the same placement; set ref.num_nodes {actor_place[0]} and "
-                f"ref.num_gpus_per_node {actor_place[1]}",
+                f"colocated ref on {ref[0]} node(s) x {ref[1]} GPU(s), the actor on {actor[0]} x {actor[1]}: "
+                f"OpenRLHF needs the same placement; set ref.num_nodes {actor[0]} and ref.num_gpus_per_node {actor[1]}",
             )
         )
     critic_gpus = args.critic.num_nodes * args.critic.num_gpus_per_node
-    if (
-        args.train.colocate_all
-        and not args.train.colocate_critic_reward
-        and built["critic"]
-        and critic_gpus > actor_place[0] * actor_place[1]
-    ):
+    shares = args.train.colocate_all and not args.train.colocate_critic_reward and args.critic.model_name_or_path
+    if shares and critic_gpus > actor[0] * actor[1]:
         checks.append(
             fail(
                 "gpus",
-                f"colocated critic on {critic_gpus} GPUs, more than the actor's {actor_place[0] * actor_place[1]} "
-                "it shares them with: set critic.num_nodes and critic.num_gpus_per_node to at most the actor's",
+                f"colocated critic on {critic_gpus} GPUs, more than the actor's {actor[0] * actor[1]} it shares them "
+                "with: set critic.num_nodes and critic.num_gpus_per_node to at most the actor's",
             )
         )
+    return checks
+
+
+def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
+    checks = _defaulted_gpus(recipe, args, cluster_gpus) + _hybrid_engine(args) + _colocation(args)
+    needed = estimates.gpus_needed(args)
     if needed > cluster_gpus:
-        checks.append(
-            fail(
-                "gpus",
-                f"needs {needed} GPUs, the cluster has {cluster_gpus}"
-                + (
-                    ": run on a GPU node, or point RAY_ADDRESS at a cluster with GPUs"
-                    if cluster_gpus == 0
-                    else ": lower num_gpus_per_node / vllm.num_engines, or use a bigger cluster"
-                ),
-            )
+        fix = (
+            "run on a GPU node, or point RAY_ADDRESS at a cluster with GPUs"
+            if cluster_gpus == 0
+            else "lower num_gpus_per_node / vllm.num_engines, or use a bigger cluster"
         )
+        checks.append(fail("gpus", f"needs {needed} GPUs, the cluster has {cluster_gpus}: {fix}"))
     return checks or [ok("gpus", f"needs {needed} GPUs, the cluster has {cluster_gpus}")]
+
+
+def _tensor_parallel(args, name: str, shape: models.ModelShape) -> list[Check]:
+    valid = models.valid_tp_sizes(shape)
+    sizes = {
+        "vllm.tensor_parallel_size": args.vllm.tensor_parallel_size,
+        "ds.tensor_parallel_size": args.ds.tensor_parallel_size,
+    }
+    return [
+        fail(
+            "model",
+            f"{flag} {tp} does not divide {name}'s {shape.heads} attention heads / {shape.kv_heads} KV heads: "
+            f"use one of {valid}",
+        )
+        for flag, tp in sizes.items()
+        if tp not in valid
+    ]
+
+
+def _context(args, name: str, shape: models.ModelShape) -> list[Check]:
+    if args.data.max_len <= shape.max_positions:
+        return []
+    return [
+        fail(
+            "model",
+            f"data.max_len {args.data.max_len} exceeds {name}'s context of {shape.max_positions} tokens: lower it "
+            "(prompt + response)",
+        )
+    ]
+
+
+def _instruct_template(recipe: Recipe, args, name: str) -> list[Check]:
+    template = " ".join(map(str, (recipe.meta.get("dataset") or {}).get("args", [])))
+    base = "--template base" in template or (not template and not args.data.apply_chat_template)
+    if "instruct" not in name.lower() or not base:
+        return []
+    return [
+        warn(
+            "model",
+            f"{name} is an instruct model but the prompts use the base template: instruct models given it collapse "
+            "to padding; use --template qwen-instruct or chat",
+        )
+    ]
 
 
 def check_model(recipe: Recipe, args) -> list[Check]:
@@ -116,45 +164,10 @@ def check_model(recipe: Recipe, args) -> list[Check]:
                 "tensor-parallel sizes and context length unchecked",
             )
         ]
-    checks = []
-    valid = models.valid_tp_sizes(shape)
-    for flag, tp in (
-        ("vllm.tensor_parallel_size", args.vllm.tensor_parallel_size),
-        ("ds.tensor_parallel_size", args.ds.tensor_parallel_size),
-    ):
-        if tp not in valid:
-            checks.append(
-                fail(
-                    "model",
-                    f"{flag} {tp} does not divide {name}'s {shape.heads} attention heads / "
-                    f"{shape.kv_heads} KV heads: use one of {valid}",
-                )
-            )
-    if args.data.max_len > shape.max_positions:
-        checks.append(
-            fail(
-                "model",
-                f"data.max_len {args.data.max_len} exceeds {name}'s context of "
-                f"{shape.max_positions} tokens: lower it (prompt + response)",
-            )
-        )
-    instruct = "instruct" in name.lower()
-    template = " ".join(map(str, (recipe.meta.get("dataset") or {}).get("args", [])))
-    if instruct and ("--template base" in template or (not template and not args.data.apply_chat_template)):
-        checks.append(
-            warn(
-                "model",
-                f"{name} is an instruct model but the prompts use the base template: "
-                "instruct models given it collapse to padding; use --template qwen-instruct or chat",
-            )
-        )
-    return checks or [
-        ok(
-            "model",
-            f"{name}: {shape.heads} heads / {shape.kv_heads} KV heads, TP "
-            f"{args.vllm.tensor_parallel_size} valid ({shape.source})",
-        )
-    ]
+    checks = _tensor_parallel(args, name, shape) + _context(args, name, shape) + _instruct_template(recipe, args, name)
+    tp = args.vllm.tensor_parallel_size
+    summary = f"{name}: {shape.heads} heads / {shape.kv_heads} KV heads, TP {tp} valid ({shape.source})"
+    return checks or [ok("model", summary)]
 
 
 def check_batches(args) -> list[Check]:

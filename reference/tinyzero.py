@@ -1,6 +1,6 @@
-"""TinyZero as the original has it, written out independently of our code: its prompt templates, byte for
-byte, and its reward rules applied with Python's `eval`. The baseline that bench/rewards.py times our scorer
-against, and the reference that the tests compare our templates and scores with.
+"""TinyZero's prompt templates and eval-based reward rules, transcribed from the original independently of our
+code: its templates byte for byte, its rewards applied with Python's `eval`. The reference that the differential
+tests compare our templates and scores with, and the baseline that bench/rewards.py times our scorer against.
 
 Do not use it to train: `eval` of model output can hang (`44**35**19`) and rewards floor division.
 Only ever call it on trusted input, or in a child process with a time limit (see bench/rewards.py).

@@ -16,7 +16,6 @@ flight, then stops.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
@@ -29,11 +28,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reward_funcs import LabelError, score_sample
+from reward_funcs import LabelError, cli, score_sample
 
 DEFAULT_MAX_BODY_MB = 16
 DRAIN_BYTES = 64 << 20  # read past the limit, at most, so the client sees the 413
 logger = logging.getLogger("reward_funcs.server")
+PROG = "python -m reward_funcs.server"
 
 
 class BadRequest(Exception):
@@ -120,38 +120,40 @@ def parse(body: bytes) -> tuple[list, list, list]:
     return queries, prompts, labels
 
 
+async def read_body(request: Request, max_body_bytes: int) -> bytes:
+    """The request's body, or a BadRequest: 400 for a malformed Content-Length, 413 over `max_body_bytes`.
+
+    A client writes its whole body before it reads the answer. Closing the connection on unread bytes makes the
+    kernel send a reset, and the client sees "connection reset" instead of our 413; so a body over the limit is
+    read and discarded, up to DRAIN_BYTES more, before the 413 goes out (with Connection: close)."""
+    drain_bytes = max_body_bytes + DRAIN_BYTES
+    too_large = f"the body is over the {max_body_bytes / (1 << 20):g} MB limit (--max-body-mb)"
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise BadRequest(400, f"the Content-Length header is not a number: {declared[:40]!r}")
+    over = declared is not None and int(declared) > max_body_bytes
+    if over and int(declared) > drain_bytes:
+        raise BadRequest(413, too_large)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        over = over or size > max_body_bytes
+        if over:
+            if size > drain_bytes:
+                break
+            continue
+        chunks.append(chunk)
+    if over:
+        raise BadRequest(413, too_large)
+    return b"".join(chunks)
+
+
 def create_app(max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20) -> Starlette:
     metrics = Metrics()
 
-    # A client writes its whole body before it reads the answer. Closing the connection on unread bytes makes the
-    # kernel send a reset, and the client sees "connection reset" instead of our 413; so a body over the limit is
-    # read and discarded, up to DRAIN_BYTES more, before the 413 goes out (with Connection: close).
-    drain_bytes = max_body_bytes + DRAIN_BYTES
-    too_large = f"the body is over the {max_body_bytes / (1 << 20):g} MB limit (--max-body-mb)"
-
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and not declared.isdigit():
-            raise BadRequest(400, f"the Content-Length header is not a number: {declared[:40]!r}")
-        over = declared is not None and int(declared) > max_body_bytes
-        if over and int(declared) > drain_bytes:
-            raise BadRequest(413, too_large)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            over = over or size > max_body_bytes
-            if over:
-                if size > drain_bytes:
-                    break
-                continue
-            chunks.append(chunk)
-        if over:
-            raise BadRequest(413, too_large)
-        return b"".join(chunks)
-
     async def get_reward(request: Request) -> Response:
         try:
-            queries, prompts, labels = parse(await read_body(request))
+            queries, prompts, labels = parse(await read_body(request, max_body_bytes))
             scored = []
             for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels, strict=True)):
                 try:
@@ -210,24 +212,35 @@ def _app_from_env() -> Starlette:
     return create_app(int(float(os.environ.get("REWARD_MAX_BODY_MB", DEFAULT_MAX_BODY_MB)) * (1 << 20)))
 
 
-def main(argv=None) -> None:
+def build_parser() -> cli.Parser:
+    parser = cli.parser(PROG, __doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on, 0 to 65535 (default: 5000)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes serving requests, each with its own /metrics (default: 1)"
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=DEFAULT_MAX_BODY_MB,
+        help=f"largest request body accepted, in MB; larger ones get a 413 (default: {DEFAULT_MAX_BODY_MB})",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+        default="warning",
+        help="uvicorn's log level (default: warning)",
+    )
+    return parser
+
+
+def run(args) -> int:
     import os
 
     import uvicorn
 
-    class Parser(argparse.ArgumentParser):  # one line on bad arguments, no usage dump
-        def error(self, message):
-            self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-    parser = Parser(prog="python -m reward_funcs.server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=1, help="processes (each keeps its own /metrics)")
-    parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB, help="largest body accepted")
-    parser.add_argument("--log-level", default="warning")
-    args = parser.parse_args(argv)
     if args.workers < 1 or args.max_body_mb <= 0 or not 0 <= args.port < 65536:
-        parser.error("--workers must be at least 1, --max-body-mb positive, --port 0 to 65535")
+        raise cli.UsageError("--workers must be at least 1, --max-body-mb positive, --port 0 to 65535")
     os.environ["REWARD_MAX_BODY_MB"] = str(args.max_body_mb)
     # uvicorn finishes the requests in flight on SIGTERM, then re-raises the signal to the handler that was there
     # before it: make that one a normal exit, so a graceful stop ends with status 0.
@@ -244,7 +257,10 @@ def main(argv=None) -> None:
         http="httptools",
         timeout_graceful_shutdown=30,
     )
+    return 0
 
+
+main = cli.entry_point(PROG, build_parser)(run)  # main(argv) -> exit status: 0, or 2 with one line on bad input
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

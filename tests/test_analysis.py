@@ -3,6 +3,7 @@ TensorBoard curves and the ablation report."""
 
 import json
 import math
+import shutil
 import sys
 from types import SimpleNamespace
 
@@ -94,7 +95,7 @@ def test_behaviour_patterns(name):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "countdown"
-    countdown.main(["--out", str(out), "--train-size", "10", "--test-size", "6"])
+    assert countdown.main(["--out", str(out), "--train-size", "10", "--test-size", "6"]) == 0
     return out / "test.parquet"
 
 
@@ -183,8 +184,6 @@ def test_sampling_gives_pass_at_k(tiny_model, dataset, tmp_path):
 
 
 def test_run_folder_evaluates_final_and_checkpoints(tiny_model, dataset, tmp_path):
-    import shutil
-
     run = tmp_path / "run"
     shutil.copytree(tiny_model, run / "final")
     shutil.copytree(tiny_model, run / "ckpt" / "global_step100_hf")
@@ -198,6 +197,22 @@ def test_run_folder_evaluates_final_and_checkpoints(tiny_model, dataset, tmp_pat
     }
     curve = json.loads((run / "eval" / "accuracy_by_step.json").read_text())
     assert [p["step"] for p in curve] == [100, 101]  # the checkpoint, then the final model
+
+
+def test_a_model_that_cannot_be_loaded_is_one_line_and_nothing_written(dataset, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert run_evaluate(tmp_path / "no-model", dataset, out, "--backend", "transformers") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m analysis.evaluate: error: cannot load the model {tmp_path / 'no-model'}: ")
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_a_runs_eval_dataset_is_every_file_of_its_list(dataset, tmp_path):
+    (tmp_path / "recipe.yaml").write_text(f"eval: {{dataset: 'data/countdown/test.parquet, {dataset}'}}\n")
+    assert evaluate.run_dataset(tmp_path) == [REPO / "data/countdown/test.parquet", dataset]
+    rows = evaluate.read_rows(dataset)
+    assert evaluate.read_dataset([dataset, dataset]) == rows + rows
+    assert evaluate.read_dataset([dataset, dataset], limit=8) == (rows + rows)[:8]
 
 
 class ReferenceBackend:
@@ -348,3 +363,30 @@ def test_a_runs_checkpoints_come_by_step_and_best_copies_only_when_alone(tmp_pat
         "ckpt/best_global_step300_hf",
         "ckpt/global_step1000_hf",
     ]
+
+
+def test_curves_and_report_refuse_an_existing_out_without_force(tmp_path, capsys):
+    run, _ = write_run(tmp_path / "runs", "algorithm-ppo", 5, 0.5)
+    (run / "eval" / "final").mkdir(parents=True)
+    (run / "eval" / "final" / "results.json").write_text(
+        json.dumps({"metrics": {"accuracy": 0.5, "mean_reward": 0.6, "format_rate": 0.9, "length": {"mean": 100}}})
+    )
+    ablation = str(REPO / "recipes/ablations/algorithm.yaml")
+    for main, args in ((curves.main, [str(run)]), (report.main, [ablation, "--runs-dir", str(tmp_path / "runs")])):
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "old").write_text("kept")
+        assert main([*args, "--out", str(out)]) == 2
+        assert "already exists: pass --force" in capsys.readouterr().err and [p.name for p in out.iterdir()] == ["old"]
+        assert main([*args, "--out", str(out), "--force"]) == 0
+        assert "old" not in {p.name for p in out.iterdir()} and any(out.glob("*.png"))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "runs"]  # no temporary folder left
+        shutil.rmtree(out)
+
+
+def test_evaluate_refuses_an_existing_out_before_loading_anything(tmp_path, monkeypatch):
+    from analysis import evaluate
+
+    (tmp_path / "eval").mkdir()
+    monkeypatch.setattr(evaluate, "make_backend", lambda *a: pytest.fail("a model was loaded"))
+    assert evaluate.main(["--model", "x", "--data", "y.parquet", "--out", str(tmp_path / "eval")]) == 2

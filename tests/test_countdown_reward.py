@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench import tinyzero_baseline
+from reference import tinyzero
 from reward_funcs import LabelError, countdown, score_sample
 
 NUMBERS, TARGET = [44, 19, 35], 60
@@ -140,14 +140,14 @@ def test_deliberate_differences_from_tinyzero_score_format_credit(answer, number
     assert (s.reward, s.correct, s.formatted, s.reason) == (0.1, False, True, reason)
     if tinyzero_reward is not None:
         text = "Assistant: <answer>" + answer + "</answer>"
-        assert tinyzero_baseline.countdown(text, target, numbers) == tinyzero_reward
+        assert tinyzero.countdown(text, target, numbers) == tinyzero_reward
 
 
 @pytest.mark.parametrize("answer", ["٤٤ - ١٩ + ٣٥", "44 - 19 + 35 = 60", "44 - 19 + 35 ≈ 60", "x = 44 - 19 + 35"])
 def test_anything_beyond_the_whitelist_scores_format_credit(answer):
     s = score(f"<answer>{answer}</answer>")
     assert (s.reward, s.formatted) == (0.1, True)
-    assert tinyzero_baseline.countdown("Assistant: <answer>" + answer + "</answer>", TARGET, NUMBERS) == 0.1
+    assert tinyzero.countdown("Assistant: <answer>" + answer + "</answer>", TARGET, NUMBERS) == 0.1
 
 
 def test_overlong_expressions_are_refused_cheaply():
@@ -195,9 +195,9 @@ RESPONSES = [
 @pytest.mark.parametrize("template", ["base", "qwen-instruct"])
 @pytest.mark.parametrize("response", RESPONSES)
 def test_prompt_prefix_and_marker_fallback_both_give_tinyzeros_score(template, response):
-    prompt = tinyzero_baseline.countdown_prompt(NUMBERS, TARGET, template)
+    prompt = tinyzero.countdown_prompt(NUMBERS, TARGET, template)
     query = prompt + response
-    expected = tinyzero_baseline.countdown(query, TARGET, NUMBERS)
+    expected = tinyzero.countdown(query, TARGET, NUMBERS)
     assert score_sample(query, prompt, LABEL).reward == expected  # prefix mode
     assert score_sample(query, None, LABEL).reward == expected  # fallback: no prompt
     assert score_sample(query[20:], prompt, LABEL).reward == expected  # fallback: prompt truncated from the left
@@ -211,7 +211,7 @@ def test_query_without_any_marker_scores_zero():
 def test_model_written_assistant_marker_is_not_a_cut_point():
     # Documented difference: with the qwen-instruct prompt (no "Assistant:" in it), TinyZero cuts at the first
     # "Assistant:" anywhere, including one the model wrote on its last line, and then finds no answer.
-    prompt = tinyzero_baseline.countdown_prompt(NUMBERS, TARGET, "qwen-instruct")
+    prompt = tinyzero.countdown_prompt(NUMBERS, TARGET, "qwen-instruct")
     query = prompt + " </think>\n<answer>44 - 19 + 35</answer> Assistant: done"
-    assert tinyzero_baseline.countdown(query, TARGET, NUMBERS) == 0.0
+    assert tinyzero.countdown(query, TARGET, NUMBERS) == 0.0
     assert score_sample(query, prompt, LABEL).reward == 1.0

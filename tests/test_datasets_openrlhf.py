@@ -72,12 +72,11 @@ def generated(tmp_path_factory):
     for template in ("base", "qwen-instruct", "chat"):
         for fmt in ("parquet", "jsonl"):
             out = root / f"countdown-{template}-{fmt}"
-            countdown.main(
-                ["--out", str(out), "--train-size", "40", "--test-size", "8", "--template", template, "--format", fmt]
-            )
+            sizes = ["--train-size", "40", "--test-size", "8"]
+            assert countdown.main(["--out", str(out), *sizes, "--template", template, "--format", fmt]) == 0
             outs[template, fmt] = out
     out = root / "multiply"
-    multiply.main(["--out", str(out), "--draws", "300", "--train-size", "100", "--test-size", "20"])
+    assert multiply.main(["--out", str(out), "--draws", "300", "--train-size", "100", "--test-size", "20"]) == 0
     outs["multiply", "parquet"] = out
     return outs
 

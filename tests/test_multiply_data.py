@@ -2,12 +2,12 @@
 
 import json
 import random
+import re
 
 import pyarrow.parquet as pq
 import pytest
 
 from data_tools import multiply
-from data_tools.output import UsageError
 
 
 def arth_py_draws(n, digit, seed=1):
@@ -40,7 +40,7 @@ def test_operand_sizes_follow_arth_py():
 
 def test_tinyzero_defaults(tmp_path):
     out = tmp_path / "m"
-    multiply.main(["--out", str(out)])
+    assert multiply.main(["--out", str(out)]) == 0
     train, test = (pq.read_table(out / f"{s}.parquet").to_pylist() for s in ("train", "test"))
     assert (len(train), len(test)) == (32768, 4096)
     distinct = list(dict.fromkeys(arth_py_draws(100000, 3)))
@@ -60,7 +60,7 @@ def test_tinyzero_defaults(tmp_path):
 )
 def test_splits_never_share_a_pair(tmp_path, digits, draws, train, test):
     out = tmp_path / "m"
-    multiply.main(
+    status = multiply.main(
         [
             "--out",
             str(out),
@@ -76,6 +76,7 @@ def test_splits_never_share_a_pair(tmp_path, digits, draws, train, test):
             "jsonl",
         ]
     )
+    assert status == 0
     rows = {s: [json.loads(x) for x in (out / f"{s}.jsonl").read_text().splitlines()] for s in ("train", "test")}
     pairs = {s: [(r["num1"], r["num2"]) for r in rows[s]] for s in rows}
     assert len(set(pairs["train"])) == train and len(set(pairs["test"])) == test
@@ -91,7 +92,7 @@ def test_splits_never_share_a_pair(tmp_path, digits, draws, train, test):
         (["--digits", "0"], "--digits must be 1 to 9"),
     ],
 )
-def test_impossible_settings_are_refused(tmp_path, args, message):
-    with pytest.raises(UsageError, match=message):
-        multiply.main(["--out", str(tmp_path / "m"), *args])
+def test_impossible_settings_are_refused(tmp_path, capsys, args, message):
+    assert multiply.main(["--out", str(tmp_path / "m"), *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "m").exists()

@@ -1,8 +1,10 @@
 """Multiplication reward: TinyZero's rules (last <answer> anywhere, int() reading, 0 / 0.1 / 1.0)."""
 
+import time
+
 import pytest
 
-from bench import tinyzero_baseline
+from reference import tinyzero
 from reward_funcs import LabelError, multiply, score_sample
 
 LABEL = {"task": "multiply", "numbers": [12, 34], "product": 408}
@@ -62,7 +64,7 @@ def test_last_answer_anywhere(response, reward):
 def test_answer_is_read_as_pythons_int(answer, reward):
     s = score(f"<answer> {answer} </answer>")
     assert s.reward == reward
-    assert tinyzero_baseline.multiply(f"Assistant: <answer> {answer} </answer>", 408) == reward
+    assert tinyzero.multiply(f"Assistant: <answer> {answer} </answer>", 408) == reward
     if reward == 0.0:
         assert (s.formatted, s.reason) == (True, "not_an_integer")
 
@@ -99,9 +101,9 @@ RESPONSES = [
 
 @pytest.mark.parametrize("response", RESPONSES)
 def test_prompt_prefix_and_marker_fallback_both_give_tinyzeros_score(response):
-    prompt = tinyzero_baseline.multiply_prompt(12, 34)
+    prompt = tinyzero.multiply_prompt(12, 34)
     query = prompt + response
-    expected = tinyzero_baseline.multiply(query, 408)
+    expected = tinyzero.multiply(query, 408)
     assert score_sample(query, prompt, LABEL).reward == expected
     assert score_sample(query, None, LABEL).reward == expected
     assert score_sample(query[30:], prompt, LABEL).reward == expected
@@ -111,3 +113,11 @@ def test_only_assistant_colon_is_a_marker():
     # TinyZero's multiply.py cuts at "Assistant:" only: a chat-template query that lost its prompt scores 0.
     s = score_sample("<|im_start|>assistant\n<answer>408</answer>", None, LABEL)
     assert (s.reward, s.reason) == (0.0, "no_response_marker")
+
+
+def test_absurd_multiplication_labels_are_refused_quickly():
+    for numbers in ([10**18] * 300, [2**63 - 1] * 200_000, [2**2000, 3]):
+        start = time.perf_counter()
+        with pytest.raises(LabelError):
+            multiply.check_label({"task": "multiply", "numbers": numbers, "product": 1})
+        assert time.perf_counter() - start < 0.5

@@ -6,7 +6,7 @@ import sys
 import pytest
 from testkit import REPO, countdown_label
 
-from bench import tinyzero_baseline
+from reference import tinyzero
 
 ray = pytest.importorskip("ray")
 
@@ -48,7 +48,7 @@ def score_in_worker(prompt, label, completion):
 
 @pytest.mark.ray
 def test_repo_relative_reward_path_works_in_a_ray_worker(local_ray):
-    prompt, label = tinyzero_baseline.countdown_prompt([44, 19, 35], 60), countdown_label([44, 19, 35], 60)
+    prompt, label = tinyzero.countdown_prompt([44, 19, 35], 60), countdown_label([44, 19, 35], 60)
     remote = local_ray.remote(score_in_worker)
     results = local_ray.get(
         [

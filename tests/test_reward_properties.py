@@ -7,7 +7,7 @@ from fractions import Fraction
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bench import tinyzero_baseline
+from reference import tinyzero
 from reward_funcs import countdown, multiply, score_sample
 
 REWARDS = {0.0, 0.1, 1.0}
@@ -161,7 +161,7 @@ SAFE_ANSWERS = (
 def test_countdown_agrees_with_tinyzero(answer, tail, numbers, target):
     query = "Assistant: Let me solve this step by step.\n<think> hmm </think>\n<answer>" + answer + "</answer>" + tail
     label = {"task": "countdown", "target": target, "numbers": numbers}
-    assert score_sample(query, None, label).reward == tinyzero_baseline.countdown(query, target, numbers)
+    assert score_sample(query, None, label).reward == tinyzero.countdown(query, target, numbers)
 
 
 INT_PARTS = st.sampled_from(["4", "0", "8", "408", "_", "+", "-", " ", ".", "e", "٤", "\n", "<answer>", "</answer>"])
@@ -172,4 +172,4 @@ INT_PARTS = st.sampled_from(["4", "0", "8", "408", "_", "+", "-", " ", ".", "e",
 def test_multiply_agrees_with_tinyzero(text):
     query = "Assistant: <think> ok </think> <answer>" + text + "</answer>"
     label = {"task": "multiply", "product": 408}
-    assert score_sample(query, None, label).reward == tinyzero_baseline.multiply(query, 408)
+    assert score_sample(query, None, label).reward == tinyzero.multiply(query, 408)

@@ -15,7 +15,7 @@ import torch
 from openrlhf.utils.agent import SingleTurnAgentExecutor
 from testkit import CASES, REPO, REWARD_FILE, countdown_label, run_executor
 
-from launch.jobs import free_port
+from launch.cluster import free_port
 
 
 def start_server(*args):
@@ -277,23 +277,22 @@ def test_bad_command_line():
 
 def test_launcher_starts_services_and_preflight_probes_them(tmp_path):
     from data_tools import countdown
-    from launch import jobs, preflight
-    from launch.openrlhf_cli import check
+    from launch import jobs, runs
+    from launch.data_checks import check_http_reward
     from launch.recipe import apply_overrides, load
 
     data = tmp_path / "countdown"
-    countdown.main(["--out", str(data), "--train-size", "30", "--test-size", "10"])
+    assert countdown.main(["--out", str(data), "--train-size", "30", "--test-size", "10"]) == 0
     services = jobs.RewardServices({"instances": 2})
     recipe = apply_overrides(
-        load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"),
-        [f"reward.remote_url={','.join(services.urls)}", f"eval.dataset={data / 'test.parquet'}"],
+        load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"), [f"eval.dataset={data / 'test.parquet'}"]
     )
-    args = check(jobs.training_argv(recipe, tmp_path / "run", REPO))
+    args = runs.resolve(recipe, tmp_path / "run", reward_urls=services.urls).args()
     assert args.reward.remote_url == services.urls and len(set(services.urls)) == 2
-    assert [c.status for c in preflight.check_http_reward(args, REPO)] == ["FAIL", "FAIL"]  # not started yet
+    assert [c.status for c in check_http_reward(args, REPO)] == ["FAIL", "FAIL"]  # not started yet
     services.start()
     try:
-        assert [c.status for c in preflight.check_http_reward(args, REPO)] == ["ok", "ok"]
+        assert [c.status for c in check_http_reward(args, REPO)] == ["ok", "ok"]
     finally:
         services.stop()
     assert all(p.returncode == 0 for p in services.processes)

@@ -1,22 +1,22 @@
-"""Our templates render TinyZero's prompts byte for byte (the reference is written out in bench/tinyzero_baseline)."""
+"""Our templates render TinyZero's prompts byte for byte (the reference is written out in reference/tinyzero.py)."""
 
 import pytest
 
-from bench import tinyzero_baseline
 from data_tools.templates import COUNTDOWN, MULTIPLY
+from reference import tinyzero
 
 
 @pytest.mark.parametrize("numbers, target", [([44, 19, 35], 60), ([1, 2, 3, 4], 10), ([99, 98, 97], 3)])
 @pytest.mark.parametrize("template", ["base", "qwen-instruct"])
 def test_countdown_templates_are_tinyzeros(template, numbers, target):
-    assert COUNTDOWN[template].render(numbers=numbers, target=target) == tinyzero_baseline.countdown_prompt(
+    assert COUNTDOWN[template].render(numbers=numbers, target=target) == tinyzero.countdown_prompt(
         numbers, target, template
     )
 
 
 @pytest.mark.parametrize("a, b", [(12, 34), (0, 999), (72, 32)])
 def test_multiply_template_is_tinyzeros(a, b):
-    assert MULTIPLY["base"].render(num1=a, op="*", num2=b) == tinyzero_baseline.multiply_prompt(a, b)
+    assert MULTIPLY["base"].render(num1=a, op="*", num2=b) == tinyzero.multiply_prompt(a, b)
 
 
 def test_chat_template_is_system_and_user_without_prefill():

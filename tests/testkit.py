@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from bench import tinyzero_baseline
+from reference import tinyzero
 
 REPO = Path(__file__).resolve().parents[1]
 REWARD_FILE = REPO / "reward_funcs" / "openrlhf_reward.py"
@@ -51,9 +51,9 @@ def multiply_label(a, b):
 
 # ---- the contract cases: what OpenRLHF's executor must deliver for each kind of completion
 
-CD_PROMPT = tinyzero_baseline.countdown_prompt([44, 19, 35], 60)
+CD_PROMPT = tinyzero.countdown_prompt([44, 19, 35], 60)
 CD_LABEL = countdown_label([44, 19, 35], 60)
-MUL_PROMPT = tinyzero_baseline.multiply_prompt(12, 34)
+MUL_PROMPT = tinyzero.multiply_prompt(12, 34)
 MUL_LABEL = multiply_label(12, 34)
 LONG_THOUGHT = " 44 + 19 = 63, too big. 63 - 35 = 28, no. " * 20
 

@@ -1,0 +1,1 @@
+"""Reference implementations transcribed from other projects, for differential tests and benchmarks."""
