@@ -35,6 +35,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data_tools import solver
+from data_tools.countdown_source import read_source, solve_rows
 from data_tools.output import check_out, parse_range, tool_parser, write_dataset
 from data_tools.templates import COUNTDOWN
 from reward_funcs import cli
@@ -209,81 +210,6 @@ def generate(config: Config, wanted: int, workers: int, progress: bool = True) -
 # ---- import -------------------------------------------------------------------------------------------------
 
 
-def read_source(source: str) -> list[tuple[tuple[int, ...], int]]:
-    """(numbers, target) rows, in order, from a local parquet/jsonl file or `hf:NAME` (the hub's train split)."""
-    if source.startswith("hf:"):
-        import datasets
-
-        table = datasets.load_dataset(source[3:], split="train").data.table
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"--source {source}: no such file")
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        elif path.suffix in (".jsonl", ".json"):
-            import pyarrow.json as pj
-
-            table = pj.read_json(path)
-        else:
-            raise UsageError(f"--source {source}: expected a .parquet or .jsonl file, or hf:NAME")
-    columns = set(table.column_names)
-    numbers_column = "nums" if "nums" in columns else "numbers" if "numbers" in columns else None
-    if "target" not in columns or numbers_column is None:
-        raise UsageError(
-            f"--source {source} has columns {sorted(columns)}; it needs 'target' and 'nums' "
-            "(the Countdown-Tasks-3to4 layout)"
-        )
-    rows = list(
-        zip(
-            (tuple(n) for n in table.column(numbers_column).to_pylist()),
-            table.column("target").to_pylist(),
-            strict=True,
-        )
-    )
-    for numbers, target in rows:
-        if not isinstance(target, int) or not numbers or not all(isinstance(n, int) for n in numbers):
-            raise UsageError(f"--source {source}: row {numbers}, {target} is not integers; fix the file")
-    return rows
-
-
-def solve_rows(rows: list[tuple[tuple[int, ...], int]], progress: bool = True) -> list[Puzzle]:
-    """Reference solutions for imported rows: integer arithmetic first, then rational; None if neither."""
-    puzzles: list[Puzzle | None] = [None] * len(rows)
-    by_k: dict[int, list[int]] = {}
-    for i, (numbers, _) in enumerate(rows):
-        by_k.setdefault(len(numbers), []).append(i)
-    bar = tqdm(total=len(rows), desc="solving", unit="puzzle", disable=not progress)
-    for k, indices in sorted(by_k.items()):
-        for start in range(0, len(indices), CHUNK):
-            part = indices[start : start + CHUNK]
-            if k > solver.EXHAUSTIVE_MAX or min(min(rows[i][0]) for i in part) < 0:
-                for i in part:  # one at a time: depth-first, rational arithmetic if integers do not do
-                    found = solver.solve(*rows[i]) if min(rows[i][0]) >= 0 else None
-                    found = found or solver.solve(*rows[i], rational=True)
-                    puzzles[i] = Puzzle(
-                        rows[i][0], rows[i][1], found and found.expression, found.solutions if found else 0
-                    )
-                bar.update(len(part))
-                continue
-            numbers = np.array([rows[i][0] for i in part])
-            targets = np.array([rows[i][1] for i in part])
-            found = [None] * len(part)
-            for rational in (False, True):
-                counts, firsts = solver.search(numbers, targets, rational)
-                for j, (c, f) in enumerate(zip(counts, firsts, strict=True)):
-                    if found[j] is None and c:
-                        found[j] = (solver.expression(rows[part[j]][0], int(f), rational), int(c))
-            for j, i in enumerate(part):
-                solution, count = found[j] or (None, 0)
-                puzzles[i] = Puzzle(rows[i][0], rows[i][1], solution, count)
-            bar.update(len(part))
-    bar.close()
-    return puzzles
-
-
 def split_puzzles(puzzles: list[Puzzle], train: int, test: int, rule: str) -> tuple[list[Puzzle], list[Puzzle]]:
     """`tinyzero`: rows [0, train) and [train, train + test) as they come. `dedup`: the same over distinct
     puzzles, so that no puzzle is in both splits or twice in one."""
@@ -436,7 +362,7 @@ def import_puzzles(args, wanted: int) -> tuple[list[Puzzle], list[Puzzle], dict]
     rows = read_source(args.source)
     if len(rows) < wanted:
         raise UsageError(f"--source has {len(rows):,} rows; --train-size + --test-size is {wanted:,}")
-    puzzles = solve_rows(rows)
+    puzzles = [Puzzle(numbers, target, *found) for (numbers, target), found in zip(rows, solve_rows(rows), strict=True)]
     train, test = split_puzzles(puzzles, args.train_size, args.test_size, args.split)
     tz_train, tz_test = split_puzzles(puzzles, args.train_size, args.test_size, "tinyzero")
     report = {

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from testkit import REPO
 
-from analysis import curves, evaluate, metrics, report
+from analysis import backends, curves, evaluate, metrics, report
 from data_tools import countdown
 from reward_funcs import score_sample
 
@@ -227,7 +227,7 @@ class ReferenceBackend:
     def generate(self, prompts):
         return [
             [
-                evaluate.Completion(
+                backends.Completion(
                     f" Let me check: ok </think>\n<answer>{self.answers[p]}</answer><|endoftext|>", 20, False
                 )
             ]
@@ -237,7 +237,7 @@ class ReferenceBackend:
 
 def test_metrics_of_a_perfect_model(dataset):
     rows = evaluate.read_rows(dataset)
-    results, samples = evaluate.evaluate(ReferenceBackend(rows), rows, evaluate.Settings(), progress=False)
+    results, samples = evaluate.evaluate(ReferenceBackend(rows), rows, backends.Settings(), progress=False)
     assert results["accuracy"] == results["mean_reward"] == results["format_rate"] == 1.0
     assert results["verification_rate"] == 1.0 and results["backtracking_rate"] == 0.0
     assert set(results["by_numbers"]) <= {"3", "4"} and sum(m["prompts"] for m in results["by_numbers"].values()) == 6
@@ -263,8 +263,8 @@ def test_vllm_backend_up_to_the_call(monkeypatch):
             self.kwargs = kwargs
 
     monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
-    settings = evaluate.Settings(n=4, temperature=0.7, top_p=0.9, max_new_tokens=256, seed=3)
-    backend = evaluate.VLLMBackend("Qwen/Qwen2.5-3B", settings)
+    settings = backends.Settings(n=4, temperature=0.7, top_p=0.9, max_new_tokens=256, seed=3)
+    backend = backends.VLLMBackend("Qwen/Qwen2.5-3B", settings)
     got = backend.generate(["p1", "p2"])
     assert calls["init"]["model"] == "Qwen/Qwen2.5-3B" and calls["prompts"] == ["p1", "p2"]
     assert calls["params"].kwargs == {
@@ -275,7 +275,7 @@ def test_vllm_backend_up_to_the_call(monkeypatch):
         "seed": 3,
         "skip_special_tokens": False,
     }
-    assert len(got) == 2 and len(got[0]) == 4 and got[0][0] == evaluate.Completion(" <answer>1</answer>", 3, False)
+    assert len(got) == 2 and len(got[0]) == 4 and got[0][0] == backends.Completion(" <answer>1</answer>", 3, False)
 
 
 # ---- curves and report ---------------------------------------------------------------------------------------
