@@ -64,9 +64,10 @@ def install_runtime() -> None:
     stamp.touch()
 
 
-def passes(checks) -> bool:
+def passes(checks, out=None) -> bool:
+    """Print the findings (to `out`, default stdout); False (and say so) when one of them is a FAIL."""
     for c in checks:
-        print(c.line(), flush=True)
+        print(c.line(), file=out or sys.stdout, flush=True)
     if preflight.failed(checks):
         print("preflight failed: nothing was submitted", file=sys.stderr)
         return False
@@ -86,21 +87,29 @@ def reward_services(recipe: Recipe, address: str | None) -> jobs.RewardServices 
     return jobs.RewardServices(spec)
 
 
-def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
-    """Resolve `recipe` for its run (a new one, or `resume`), check it, and submit it, or print it (--dry-run)."""
+def dry_run(recipe: Recipe, args, resume: Path | None) -> int:
+    """Every check that needs no GPU (the cluster's are reported skipped) on stderr, then the exact `ray job
+    submit` on stdout; nothing is started, generated or written."""
     services = reward_services(recipe, args.address)
-    urls = services.urls if services else None
+    run = resume or runs.next_run_dir(args.runs_dir, recipe.name)
+    resolved = runs.resolve(recipe, run, reward_urls=services and services.urls, resume=resume is not None)
+    if not passes(preflight.run(resolved, REPO, None, probe_services=False), out=sys.stderr):
+        return 1
     python = jobs.python_for(args.address, args.python)
+    env = jobs.runtime_env(resolved)
+    print(jobs.submit_command(args.address or LOCAL_ADDRESS, env, python, resolved.argv()), flush=True)
+    return 0
+
+
+def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
+    """Resolve `recipe` for its run (a new one, or `resume`), check it, and submit it."""
     if args.dry_run:
-        run = resume or Path(args.runs_dir).resolve() / recipe.name / "<timestamp>"
-        resolved = runs.resolve(recipe, run, reward_urls=urls, resume=resume is not None)
-        resolved.args()  # the command OpenRLHF would get must pass its parser
-        entry = jobs.entrypoint(python, resolved.argv())
-        print(jobs.submit_command(args.address or LOCAL_ADDRESS, jobs.runtime_env(resolved), entry))
-        return 0
+        return dry_run(recipe, args, resume)
+    services = reward_services(recipe, args.address)
+    python = jobs.python_for(args.address, args.python)
     gpus, memory = cluster.cluster_gpus(args.address, python)
     run = resume or runs.next_run_dir(args.runs_dir, recipe.name)
-    resolved = runs.resolve(recipe, run, reward_urls=urls, resume=resume is not None)
+    resolved = runs.resolve(recipe, run, reward_urls=services and services.urls, resume=resume is not None)
     # Cheap checks first: a machine that cannot train fails here, before any data is made or anything installed.
     config, parsed = preflight.check_config(resolved, gpus, memory)
     if not passes(config):
@@ -136,9 +145,8 @@ def submit(recipe: Recipe, run: Path, args, gpus: int, python: str, resumed: boo
         except FileExistsError:
             raise LaunchError(f"{run} appeared while launching: run the command again") from None
         env = jobs.runtime_env(recipe)
-        entry = jobs.entrypoint(python, recipe.argv())
-        runs.save(run, recipe, jobs.submit_command(address, env, entry))
-        job = jobs.submit(address, entry, env)
+        runs.save(run, recipe, jobs.submit_command(address, env, python, recipe.argv()))
+        job = jobs.submit(address, jobs.entrypoint(python, recipe.argv()), env)
         runs.add_job(run, {"job_id": job, "address": address, "env_vars": sorted(env["env_vars"])})
         print(f"submitted {job}; run folder {run}", flush=True)
         status = jobs.follow(address, job)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -14,14 +15,22 @@ import time
 
 from launch.cluster import free_port
 from launch.recipe import Recipe
-from reward_funcs.cli import REPO
+from reward_funcs.cli import REPO, UsageError
 
 ENTRYPOINT_MODULE = "openrlhf.cli.train_ppo_ray"
 # Heavy or private folders never shipped as the job's working_dir.
 EXCLUDES = [".venv", ".git", "data", "runs", ".hypothesis", ".pytest_cache", "**/__pycache__"]
-SECRET_ENV = ("WANDB_API_KEY",)
+SECRET_ENV = ("WANDB_API_KEY",)  # taken from the launching shell when set there
 # Our own settings, taken from the launching shell to every node of the job when set there.
 FORWARDED_ENV = ("REWARD_SAMPLE_EVERY",)
+
+
+# Variables whose value is a secret: never printed, never saved, only given to the job's environment.
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+
+def is_secret(name: str) -> bool:
+    return any(word in name.upper() for word in SECRET_WORDS)
 
 
 def runtime_env(recipe: Recipe | None) -> dict:
@@ -36,9 +45,10 @@ def runtime_env(recipe: Recipe | None) -> dict:
 
 
 def masked(env: dict) -> dict:
+    """`env` with the value of every secret variable replaced by ***."""
     shown = json.loads(json.dumps(env))
     for name in shown.get("env_vars", {}):
-        if name in SECRET_ENV:
+        if is_secret(name):
             shown["env_vars"][name] = "***"
     return shown
 
@@ -48,17 +58,51 @@ def python_for(address: str | None, python: str | None = None) -> str:
     return python or (sys.executable if address is None else "python3")
 
 
+# ---- the command ---------------------------------------------------------------------------------------------
+#
+# The SDK submits an entrypoint string that Ray runs through /bin/sh. `ray job submit ... -- WORDS` does not pass
+# WORDS through: it joins them with subprocess.list2cmdline (Windows quoting: a word with a space or a tab is
+# wrapped in double quotes, a double quote becomes \"). So the entrypoint is written as words that list2cmdline
+# leaves alone (no space, no tab, never empty) and whose only double quotes stand outside single quotes, where
+# list2cmdline's \" reads back as a double quote in sh. Then the SDK and the printed command submit the same
+# string, and sh splits it into exactly our argv.
+
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
+
+
+def sh_word(value: str) -> str:
+    """`value` as sh source that reads back as one word, with no double space, no tab, and no double quote
+    inside single quotes."""
+    if "\t" in value or "\0" in value:
+        raise UsageError(f"{value[:60]!r} holds a tab or NUL, which cannot pass through a shell command: remove it")
+    if value and set(value) <= _PLAIN:
+        return value
+    parts = []
+    for piece in re.split(r"(['\"])", value):
+        if piece == "'":
+            parts.append("\\'")
+        elif piece == '"':
+            parts.append('"')  # list2cmdline writes it as \", which sh reads as a double quote
+        elif piece:
+            parts.append("'" + piece.replace(" ", " ''") + "'")  # a space is never followed by another
+    return "".join(parts) or "''"
+
+
+def entry_words(python: str, argv: list[str]) -> list[str]:
+    """The job's command as `ray job submit -- WORDS` takes it."""
+    return " ".join(sh_word(w) for w in [python, "-m", ENTRYPOINT_MODULE, *argv]).split(" ")
+
+
 def entrypoint(python: str, argv: list[str]) -> str:
-    """The job's shell command: Ray runs it through a shell, so every argument is quoted."""
-    return shlex.join([python, "-m", ENTRYPOINT_MODULE, *argv])
+    """The job's shell command, as both the SDK and `ray job submit` submit it."""
+    return subprocess.list2cmdline(entry_words(python, argv))
 
 
-def submit_command(address: str, env: dict, entrypoint: str) -> str:
-    """`ray job submit` with the same address, runtime env and entrypoint, secrets masked."""
-    return (
-        f"ray job submit --address {shlex.quote(address)} --runtime-env-json {shlex.quote(json.dumps(masked(env)))}"
-        f" -- {entrypoint}"
-    )
+def submit_command(address: str, env: dict, python: str, argv: list[str]) -> str:
+    """`ray job submit` with the same address, runtime env (secrets masked) and entrypoint: every word quoted, so
+    that running it submits exactly what the launcher submitted."""
+    head = ["ray", "job", "submit", "--address", address, "--runtime-env-json", json.dumps(masked(env)), "--"]
+    return shlex.join([*head, *entry_words(python, argv)])
 
 
 def submit(address: str, entrypoint: str, env: dict, job_id: str | None = None, wait: float = 120) -> str:

@@ -17,6 +17,7 @@ The arithmetic is in launch/estimates.py; what is known of the cluster comes fro
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from data_tools.output import count_rows, dataset_files
@@ -35,21 +36,18 @@ OPENRLHF_DEFAULT_GPUS_PER_NODE = 8
 # ---- placement and shapes ------------------------------------------------------------------------------------
 
 
-def _defaulted_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
+def _defaulted_gpus(recipe: Recipe, args, cluster_gpus: int | None) -> list[Check]:
     built = {"actor": True, "critic": bool(args.critic.model_name_or_path), "ref": args.algo.kl.init_coef > 0}
     flags = recipe.flat()
     defaulted = [
         f"{role}.num_gpus_per_node" for role in built if built[role] and f"{role}.num_gpus_per_node" not in flags
     ]
-    if not defaulted or cluster_gpus >= OPENRLHF_DEFAULT_GPUS_PER_NODE:
+    if not defaulted or (cluster_gpus or 0) >= OPENRLHF_DEFAULT_GPUS_PER_NODE:
         return []
-    return [
-        fail(
-            "gpus",
-            f"{', '.join(defaulted)} left at OpenRLHF's default of {OPENRLHF_DEFAULT_GPUS_PER_NODE}, the cluster has "
-            f"{cluster_gpus}: set them to the GPUs each node has",
-        )
-    ]
+    left = f"{', '.join(defaulted)} left at OpenRLHF's default of {OPENRLHF_DEFAULT_GPUS_PER_NODE}"
+    if cluster_gpus is None:
+        return [warn("gpus", f"{left}: right only on nodes with 8 GPUs; set them to the GPUs each node has")]
+    return [fail("gpus", f"{left}, the cluster has {cluster_gpus}: set them to the GPUs each node has")]
 
 
 def _hybrid_engine(args) -> list[Check]:
@@ -58,12 +56,15 @@ def _hybrid_engine(args) -> list[Check]:
     actor, engines = estimates.actor_gpus(args), estimates.engine_gpus(args)
     if actor == engines:
         return []
+    shape = models.shape(args.actor.model_name_or_path)
+    sizes = models.valid_tp_sizes(shape, actor) if shape else range(1, actor + 1)
+    pairs = sorted((t != args.vllm.tensor_parallel_size, t) for t in sizes if actor % t == 0)  # the same TP first
+    options = " or ".join(f"vllm.num_engines {actor // t} with vllm.tensor_parallel_size {t}" for _, t in pairs)
     return [
         fail(
             "gpus",
             f"hybrid engine (train.colocate_all) needs actor GPUs ({actor}) = vllm.num_engines x "
-            f"vllm.tensor_parallel_size ({engines}): set vllm.num_engines to "
-            f"{actor // args.vllm.tensor_parallel_size or 1}, or change actor.num_gpus_per_node (and the "
+            f"vllm.tensor_parallel_size ({engines}): set {options}; or change actor.num_gpus_per_node (and the "
             "colocated ref and critic with it)",
         )
     ]
@@ -97,9 +98,12 @@ def _colocation(args) -> list[Check]:
     return checks
 
 
-def check_gpus(recipe: Recipe, args, cluster_gpus: int) -> list[Check]:
+def check_gpus(recipe: Recipe, args, cluster_gpus: int | None) -> list[Check]:
+    """Placement against the cluster's GPUs; `cluster_gpus` None (a dry run) checks the arithmetic alone."""
     checks = _defaulted_gpus(recipe, args, cluster_gpus) + _hybrid_engine(args) + _colocation(args)
     needed = estimates.gpus_needed(args)
+    if cluster_gpus is None:
+        return checks + [Check("gpus", "skip", f"needs {needed} GPUs; the cluster is not asked in a dry run")]
     if needed > cluster_gpus:
         fix = (
             "run on a GPU node, or point RAY_ADDRESS at a cluster with GPUs"
@@ -308,9 +312,27 @@ def _memory(recipe: Recipe, args, measured_gb: float | None) -> list[Check]:
     return checks
 
 
-def check_config(recipe: Recipe, cluster_gpus: int, gpu_memory_gb: float | None = None) -> tuple[list[Check], object]:
-    """What reads no file and no network: flags, placement, shapes, batches, memory, environment; (findings,
-    OpenRLHF's parsed arguments or None when it refuses the command line)."""
+def check_runs_dir(recipe: Recipe) -> list[Check]:
+    """The run folder can be made: its nearest existing parent is a folder we may write into (tried for real)."""
+    run = Path(recipe.meta.get("run_dir") or Path(recipe.args().ckpt.path).parent)
+    where = run
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        return [fail("runs", f"cannot write {run} ({where}: {reason}): pass --runs-dir a folder you can write")]
+    return [ok("runs", f"{run.parent} is writable")]
+
+
+def check_config(
+    recipe: Recipe, cluster_gpus: int | None, gpu_memory_gb: float | None = None
+) -> tuple[list[Check], object]:
+    """What needs no data and no network: flags, placement, shapes, batches, memory, environment, the runs folder;
+    (findings, OpenRLHF's parsed arguments or None when it refuses the command line). `cluster_gpus` None: the
+    cluster is unknown (a dry run) and its checks are skipped."""
     checks, args = check_flags(recipe)
     if args is None:
         return checks, None
@@ -319,20 +341,30 @@ def check_config(recipe: Recipe, cluster_gpus: int, gpu_memory_gb: float | None 
     checks += check_batches(args)
     checks += _memory(recipe, args, gpu_memory_gb)
     checks += check_env(recipe)
+    checks += check_runs_dir(recipe)
     return checks, args
 
 
-def check_files(recipe: Recipe, args, repo: Path) -> list[Check]:
-    """What reads the data, the disk and the reward services."""
-    return check_data(recipe, args, repo) + check_disk(args, repo) + check_http_reward(args, repo)
+def check_files(recipe: Recipe, args, repo: Path, probe_services: bool = True) -> list[Check]:
+    """What reads the data, the disk and the reward services (`probe_services` False: services that start with
+    the run are not up yet, as in a dry run)."""
+    checks = check_data(recipe, args, repo) + check_disk(args, repo)
+    if probe_services or not recipe.meta.get("reward_service"):
+        return checks + check_http_reward(args, repo)
+    return checks + [Check("reward", "skip", "the reward services start with the run: not probed in a dry run")]
 
 
 def run(
-    recipe: Recipe, repo: Path, cluster_gpus: int, gpu_memory_gb: float | None = None, data: bool = True
+    recipe: Recipe,
+    repo: Path,
+    cluster_gpus: int | None,
+    gpu_memory_gb: float | None = None,
+    data: bool = True,
+    probe_services: bool = True,
 ) -> list[Check]:
     """All checks for `recipe` (resolved or not); stops after `flags` if OpenRLHF refuses the command line.
     `data=False` leaves out what reads files or the network (data, disk, reward)."""
     checks, args = check_config(recipe, cluster_gpus, gpu_memory_gb)
     if args is not None and data:
-        checks += check_files(recipe, args, repo)
+        checks += check_files(recipe, args, repo, probe_services)
     return checks

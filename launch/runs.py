@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from data_tools.output import dataset_files
+from launch.jobs import is_secret
 from launch.recipe import OURS, Recipe, RecipeError
 from reward_funcs.cli import REPO
 
@@ -63,7 +64,7 @@ def resolve(
     repository); checkpoints, logs and the final model go into `run`; `reward_urls` (services started for this
     run) replace reward.remote_url; a W&B key given in the recipe moves to the job's environment."""
     flags = copy.deepcopy(recipe.flags)
-    secrets = dict(recipe.secrets)
+    meta, secrets = _take_secrets(recipe.meta, dict(recipe.secrets))
     for key in ("data.prompt_dataset", "eval.dataset"):
         if recipe.get(key):
             _set(flags, key, ",".join(str(p) for p in dataset_files(recipe.get(key), repo)))
@@ -82,7 +83,30 @@ def resolve(
     if resume:
         _set(flags, "ckpt.load_enable", True)
     flags = {**{k: v for k, v in flags.items() if k not in RUN_GROUPS}, **{k: flags[k] for k in RUN_GROUPS}}
-    return Recipe(recipe.name, recipe.path, flags, {**recipe.meta, "run_dir": str(run)}, secrets)
+    return Recipe(recipe.name, recipe.path, flags, {**meta, "run_dir": str(run)}, secrets)
+
+
+def _take_secrets(meta: dict, secrets: dict) -> tuple[dict, dict]:
+    """Move the secret variables of `recipe.env` (names holding KEY, TOKEN, SECRET or PASSWORD) out of the recipe,
+    keeping their names in `recipe.secret_env`; a resolved recipe read back takes them from this shell."""
+    env = dict(meta.get("env") or {})
+    names = sorted({*meta.get("secret_env", []), *(name for name in env if is_secret(name))})
+    missing = []
+    for name in names:
+        value = env.pop(name, None)
+        value = secrets.get(name) or os.environ.get(name) if value is None else value
+        if value is None:
+            missing.append(name)
+        else:
+            secrets[name] = str(value)
+    if missing:
+        raise RecipeError(
+            f"this run needs the secret {', '.join(missing)}, which is never saved: export "
+            f"{' '.join(m + '=...' for m in missing)} and run again"
+        )
+    if not names:
+        return meta, secrets
+    return {**meta, "env": env, "secret_env": names}, secrets
 
 
 def _write(path: Path, text: str) -> None:

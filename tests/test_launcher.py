@@ -5,9 +5,10 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from testkit import REPO, launch_dry_run, run_launch
+from testkit import REPO, job_command, launch_dry_run, run_launch
 
 from launch import __main__ as cli
 from launch import cluster, jobs, runs
@@ -22,12 +23,13 @@ def dry_run(*args, env=None):
 
 
 def test_dry_run_prints_a_ray_job_submit_that_openrlhf_accepts():
-    words = shlex.split(dry_run("--set", "actor.adam.lr=5e-7"))
+    out = dry_run("--set", "actor.adam.lr=5e-7")
+    words = shlex.split(out)
     assert words[:3] == ["ray", "job", "submit"]
     env = json.loads(words[words.index("--runtime-env-json") + 1])
     assert env["working_dir"] == str(REPO) and ".venv" in env["excludes"] and "data" in env["excludes"]
     assert not set(env["env_vars"]) & {"TOKENIZERS_PARALLELISM", "NCCL_DEBUG", "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS"}
-    entry = words[words.index("--") + 1 :]
+    entry = job_command(out)
     assert entry[1:3] == ["-m", "openrlhf.cli.train_ppo_ray"]
     argv = entry[3:]
     args = check(argv)
@@ -43,7 +45,7 @@ def test_wandb_key_is_never_printed():
     words = shlex.split(out)
     env = json.loads(words[words.index("--runtime-env-json") + 1])
     assert env["env_vars"]["WANDB_API_KEY"] == "***"
-    argv = words[words.index("--") + 4 :]
+    argv = job_command(out)[3:]
     assert argv[argv.index("--logger.wandb.key") + 1] == runs.WANDB_PLACEHOLDER
 
 
@@ -152,7 +154,7 @@ def test_resume_points_at_the_services_started_now(tmp_path, capsys):
 
 def test_the_cluster_interpreter_is_python3_unless_given(capsys):
     def interpreter(*args):
-        return shlex.split(in_process_dry_run(capsys, *args).split(" -- ", 1)[1])[:3]
+        return job_command(in_process_dry_run(capsys, *args))[:3]
 
     assert interpreter("--address", "http://head:8265")[0] == "python3"
     chosen = interpreter("--address", "http://head:8265", "--python", "/opt/rl/.venv/bin/python")
@@ -164,3 +166,70 @@ def test_wandb_key_given_as_a_flag_never_reaches_the_command(monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     out = dry_run("--set", "logger.wandb.key=secret-key-456")
     assert "secret-key-456" not in out and f"--logger.wandb.key {runs.WANDB_PLACEHOLDER}" in out
+
+
+SECRETS = {
+    "recipe.env.HF_TOKEN": "hf-tok-111",
+    "recipe.env.MY_API_KEY": "key-222",
+    "recipe.env.DB_PASSWORD": "pw-333",
+    "recipe.env.SOME_SECRET": "sec-444",
+    "logger.wandb.key": "wandb-555",
+}
+
+
+def test_secrets_reach_the_job_only(tmp_path, monkeypatch, capsys):
+    """Secret variables of recipe.env and logger.wandb.key never appear in what is printed or saved; the job gets
+    them through its runtime environment; a resume takes them from the shell again."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    submitted = []
+    monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
+    monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(env) or "job")
+    monkeypatch.setattr(jobs, "follow", lambda address, job: "SUCCEEDED")
+    monkeypatch.setattr(cli, "ensure_dataset", lambda recipe: None)
+    sets = [a for key, value in SECRETS.items() for a in ("--set", f"{key}={value}")]
+    common = ["--runs-dir", str(tmp_path), "--address", "http://127.0.0.1:1"]
+    assert cli.main(["train", str(RECIPE), "--dry-run", *sets, *common]) == 0
+    assert cli.main(["train", str(RECIPE), *sets, "--set", "recipe.env.PLAIN=visible", *common]) == 0
+    (run,) = (tmp_path / "qwen2.5-3b-ppo").iterdir()
+    shown = capsys.readouterr()
+    saved = "".join(p.read_text() for p in run.iterdir() if p.is_file())
+    for value in SECRETS.values():
+        assert value not in shown.out + shown.err and value not in saved
+    env = submitted[0]["env_vars"]
+    assert {env[k] for k in ("HF_TOKEN", "MY_API_KEY", "DB_PASSWORD", "SOME_SECRET", "WANDB_API_KEY")} == {
+        *SECRETS.values()
+    }
+    assert env["PLAIN"] == "visible" and "PLAIN: visible" in (run / "recipe.yaml").read_text()
+    assert cli.main(["train", "--resume", str(run), "--address", "http://127.0.0.1:1"]) == 2
+    assert "needs the secret DB_PASSWORD, HF_TOKEN, MY_API_KEY, SOME_SECRET" in capsys.readouterr().err
+    for name in ("HF_TOKEN", "MY_API_KEY", "DB_PASSWORD", "SOME_SECRET"):
+        monkeypatch.setenv(name, "from-shell")
+    assert cli.main(["train", "--resume", str(run), "--address", "http://127.0.0.1:1"]) == 0
+    assert submitted[-1]["env_vars"]["HF_TOKEN"] == "from-shell"
+
+
+def test_a_dry_run_runs_every_check_that_needs_no_gpu(capsys):
+    """It fails like train would (here on batch arithmetic), prints nothing to run, and reports the cluster's
+    checks as skipped."""
+    assert cli.main(["train", str(RECIPE), "--dry-run", "--set", "train.batch_size=48"]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert "FAIL  batches" in out.err and "is not a multiple of train.batch_size 48" in out.err
+    assert "skip  gpus     needs 2 GPUs; the cluster is not asked in a dry run" in out.err
+    assert cli.main(["train", str(RECIPE), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("ray job submit") and "  ok  flags" in out.err and "  ok  runs" in out.err
+
+
+@pytest.mark.parametrize("where", ["a file", "/proc"])
+def test_an_unwritable_runs_dir_fails_before_any_head_starts(tmp_path, monkeypatch, capsys, where):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    runs_dir = blocker / "runs" if where == "a file" else Path("/proc/runs")
+    monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
+    monkeypatch.setattr(cluster, "LocalHead", lambda *a, **k: pytest.fail("a Ray head was started"))
+    monkeypatch.setattr(cli, "ensure_dataset", lambda recipe: pytest.fail("data was generated"))
+    assert cli.main(["train", str(RECIPE), "--runs-dir", str(runs_dir)]) == 1
+    assert "FAIL  runs     cannot write" in capsys.readouterr().out
+    assert cli.main(["train", str(RECIPE), "--runs-dir", str(runs_dir), "--dry-run"]) == 1
+    assert "FAIL  runs     cannot write" in capsys.readouterr().err

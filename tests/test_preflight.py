@@ -1,6 +1,7 @@
 """Preflight: a catalogue of misconfigurations, each caught with its own message, and the memory estimate."""
 
 import json
+import re
 import shutil
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ from testkit import REPO
 from data_tools import countdown
 from launch import data_checks, estimates, preflight
 from launch.cluster import free_port
+from launch.models import QWEN25, valid_tp_sizes
 from launch.recipe import apply_overrides, load
 
 BASE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
@@ -256,3 +258,24 @@ def test_http_probe_skips_rows_without_a_reference(data, tmp_path):
     )
     checks = data_checks.check_http_reward(recipe.args(), REPO)
     assert [c.status for c in checks] == ["FAIL"] and "did not answer" in checks[0].message
+
+
+@pytest.mark.parametrize("tp, gpus", [(3, 2), (2, 2), (4, 2), (1, 4)])
+def test_hybrid_engine_advice_satisfies_the_equation(tp, gpus):
+    """Every (num_engines, tensor_parallel_size) the message suggests fills exactly the actor's GPUs with a
+    tensor-parallel size the model allows."""
+    overrides = [f"vllm.tensor_parallel_size={tp}", "vllm.num_engines=2"]
+    overrides += [f"{role}.num_gpus_per_node={gpus}" for role in ("actor", "critic", "ref")]
+    recipe = apply_overrides(load(BASE), overrides)
+    args = recipe.args()
+    found = [c.message for c in preflight.check_gpus(recipe, args, 8) if "hybrid engine" in c.message]
+    if 2 * tp == gpus:
+        assert found == []
+        return
+    pairs = [
+        (int(e), int(t))
+        for e, t in re.findall(r"vllm.num_engines (\d+) with vllm.tensor_parallel_size (\d+)", found[0])
+    ]
+    assert pairs and all(e * t == gpus and t in valid_tp_sizes(QWEN25["Qwen2.5-3B"]) for e, t in pairs), found[0]
+    if gpus % tp == 0:  # the recipe's own TP comes first when it can work
+        assert pairs[0] == (gpus // tp, tp)

@@ -1,10 +1,12 @@
 """Recipes: every shipped recipe and ablation variant is a command line OpenRLHF 0.11.2 accepts."""
 
+import re
 from pathlib import Path
 
 import pytest
 from testkit import REPO
 
+from launch.estimates import training_steps
 from launch.openrlhf_cli import CommandLineError, check, flag_names
 from launch.recipe import RecipeError, apply_overrides, flatten, load, load_ablation, merge, to_argv
 
@@ -176,3 +178,24 @@ def test_the_main_recipe_is_tinyzeros_run_as_openrlhf_reads_it():
             got = getattr(got, part)
         got = list(got) if isinstance(got, tuple) else got
         assert got == value, f"{dotted}: {got!r}, TinyZero: {value!r}"
+
+
+PROMPTS = {"countdown": 327_680, "multiply": 32_768}  # what data_tools writes by default: TinyZero's sizes
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=str)
+def test_the_comments_state_the_recipes_own_steps_and_algorithm(path):
+    """The step count in the num_episodes comment is OpenRLHF's for the default dataset, and the algorithm header
+    names the recipe's estimator and where its KL goes."""
+    text = (REPO / path).read_text()
+    args = load(REPO / path).args()
+    steps, prompts = re.search(r"num_episodes:.*# .*?([\d,]+) steps of ([\d,]+) prompts", text).groups()
+    assert int(prompts.replace(",", "")) == args.rollout.batch_size
+    assert int(steps.replace(",", "")) == training_steps(args, PROMPTS[path.parent.name])
+    header = re.search(r"# ---- algorithm: (.*)", text).group(1)
+    assert ("GAE" in header) == (args.algo.advantage.estimator == "gae"), header
+    if args.algo.kl.init_coef == 0:
+        assert "no KL" in header, header
+    else:
+        assert ("as a loss" in header) == bool(args.algo.kl.use_loss), header
+        assert ("in the reward" in header) == (not args.algo.kl.use_loss), header

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,13 @@ def run_launch(*args, env=None) -> subprocess.CompletedProcess:
         timeout=120,
         env={**os.environ, **(env or {})},
     )
+
+
+def job_command(printed: str) -> list[str]:
+    """The argv a printed `ray job submit ... -- WORDS` makes the job run: Ray's CLI joins WORDS with
+    subprocess.list2cmdline and the job's shell splits that string."""
+    words = shlex.split(printed)
+    return shlex.split(subprocess.list2cmdline(words[words.index("--") + 1 :]))
 
 
 def launch_dry_run(recipe, *args, env=None) -> str:
