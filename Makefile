@@ -18,7 +18,7 @@ RUFF := $(VENV)/bin/ruff
 INSTALL_HASH := $(shell cat requirements-test.txt | sha256sum | cut -c1-12)-$(TORCH_VERSION)-$(OPENRLHF_VERSION)
 STAMP := $(VENV)/.installed-$(INSTALL_HASH)
 
-.PHONY: test lint format bench data train preflight sweep venv clean-venv
+.PHONY: test lint format bench data train smoke preflight sweep venv clean-venv
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -41,6 +41,12 @@ bench: $(STAMP)
 train: $(STAMP)
 	@test -n "$(RECIPE)$(RESUME)" || { echo "make train: give RECIPE=recipes/... (or RESUME=runs/...)"; exit 2; }
 	$(PY) -m launch train $(RECIPE) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+
+# make smoke RECIPE=recipes/countdown/qwen2.5-3b-ppo.yaml: the same recipe for a few steps, then a table of what
+# worked, how fast, and what the full run will take. Run it first on a new node.
+smoke: $(STAMP)
+	@test -n "$(RECIPE)" || { echo "make smoke: give RECIPE=recipes/..."; exit 2; }
+	$(PY) -m launch smoke $(RECIPE) $(ARGS)
 
 preflight: $(STAMP)
 	@test -n "$(RECIPE)" || { echo "make preflight: give RECIPE=recipes/..."; exit 2; }

@@ -4,96 +4,38 @@
     python -m launch train --resume runs/qwen2.5-3b-ppo/20260101-120000
     python -m launch preflight recipes/countdown/qwen2.5-3b-ppo.yaml
     python -m launch sweep recipes/ablations/model-size.yaml [--dry-run]
+    python -m launch smoke recipes/countdown/qwen2.5-3b-ppo.yaml        # the recipe, proven in minutes
 
-(or `make train RECIPE=...`, `make preflight RECIPE=...`, `make sweep ABLATION=...`). With RAY_ADDRESS or
---address the job goes to that cluster (multi-node included); without, a head node is started here with this
-machine's GPUs and stopped when the job ends. Each run gets runs/<recipe>/<timestamp>/ with the resolved recipe,
-the exact command, TensorBoard logs, checkpoints and the final model; W&B logs too when WANDB_API_KEY is set.
+(or `make train RECIPE=...`, `make preflight RECIPE=...`, `make sweep ABLATION=...`, `make smoke RECIPE=...`).
+With RAY_ADDRESS or --address the job goes to that cluster (multi-node included); without, a head node is
+started here with this machine's GPUs and stopped when the job ends. Each run gets runs/<recipe>/<timestamp>/
+with the resolved recipe, the exact command, TensorBoard logs, checkpoints and the final model; W&B logs too
+when WANDB_API_KEY is set.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from data_tools.output import dataset_files
-from launch import cluster, jobs, preflight, runs
+from launch import cluster, jobs, preflight, runs, session, smoke
 from launch.recipe import Recipe, apply_overrides, load, load_ablation
+from launch.session import LaunchError
 from reward_funcs import cli
-from reward_funcs.cli import REPO, UsageError
+from reward_funcs.cli import REPO
 
 PROG = "python -m launch"
 LOCAL_ADDRESS = "http://127.0.0.1:8265"  # what a dry run prints when no cluster is named
 
 
-class LaunchError(UsageError):
-    """Reported as one line with the fix; exit status 2."""
-
-
-def ensure_dataset(recipe: Recipe) -> None:
-    """Generate the recipe's dataset with data_tools when its files are missing."""
-    spec = recipe.meta.get("dataset") or {}
-    wanted = [p for key in ("data.prompt_dataset", "eval.dataset") for p in dataset_files(recipe.get(key), REPO)]
-    missing = [str(p) for p in wanted if not p.exists()]
-    if not missing:
-        return
-    if not spec.get("tool") or not spec.get("out"):
-        raise LaunchError(f"{', '.join(missing)} missing and the recipe has no recipe.dataset to generate it from")
-    out = REPO / spec["out"]
-    command = [sys.executable, "-m", f"data_tools.{spec['tool']}", "--out", str(out), *map(str, spec.get("args", []))]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(f"generating {spec['out']}: {' '.join(command[1:])}", flush=True)
-    if subprocess.run(command, cwd=REPO).returncode:
-        raise LaunchError(f"generating {spec['out']} failed (see above)")
-
-
-def install_runtime() -> None:
-    """The GPU stack from requirements.txt, once per content (stamp in the interpreter's prefix)."""
-    requirements = (REPO / "requirements.txt").read_bytes()
-    stamp = Path(sys.prefix) / f".runtime-{hashlib.sha256(requirements).hexdigest()[:12]}"
-    if stamp.exists():
-        return
-    pip = [sys.executable, "-m", "pip", "install"]
-    print("installing the GPU runtime (requirements.txt), once", flush=True)
-    for command in (pip + ["vllm==0.29.0"], pip + ["--no-build-isolation", "-r", str(REPO / "requirements.txt")]):
-        if subprocess.run(command).returncode:
-            raise LaunchError("installing requirements.txt failed (see above); fix it and run again")
-    stamp.touch()
-
-
-def passes(checks, out=None) -> bool:
-    """Print the findings (to `out`, default stdout); False (and say so) when one of them is a FAIL."""
-    for c in checks:
-        print(c.line(), file=out or sys.stdout, flush=True)
-    if preflight.failed(checks):
-        print("preflight failed: nothing was submitted", file=sys.stderr)
-        return False
-    return True
-
-
-def reward_services(recipe: Recipe, address: str | None) -> jobs.RewardServices | None:
-    """The services `recipe.reward_service` asks for, ports chosen, not started yet."""
-    spec = recipe.meta.get("reward_service")
-    if not spec:
-        return None
-    if address is not None:
-        raise LaunchError(
-            "recipe.reward_service starts services on this machine, for a single-node run; on a "
-            "cluster run python -m reward_funcs.server on a node and set reward.remote_url to it"
-        )
-    return jobs.RewardServices(spec)
-
-
 def dry_run(recipe: Recipe, args, resume: Path | None) -> int:
     """Every check that needs no GPU (the cluster's are reported skipped) on stderr, then the exact `ray job
     submit` on stdout; nothing is started, generated or written."""
-    services = reward_services(recipe, args.address)
+    services = session.reward_services(recipe, args.address)
     run = resume or runs.next_run_dir(args.runs_dir, recipe.name)
     resolved = runs.resolve(recipe, run, reward_urls=services and services.urls, resume=resume is not None)
-    if not passes(preflight.run(resolved, REPO, None, probe_services=False), out=sys.stderr):
+    if not session.passes(preflight.run(resolved, REPO, None, probe_services=False), out=sys.stderr):
         return 1
     python = jobs.python_for(args.address, args.python)
     env = jobs.runtime_env(resolved)
@@ -105,56 +47,22 @@ def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
     """Resolve `recipe` for its run (a new one, or `resume`), check it, and submit it."""
     if args.dry_run:
         return dry_run(recipe, args, resume)
-    services = reward_services(recipe, args.address)
+    services = session.reward_services(recipe, args.address)
     python = jobs.python_for(args.address, args.python)
     gpus, memory = cluster.cluster_gpus(args.address, python)
     run = resume or runs.next_run_dir(args.runs_dir, recipe.name)
     resolved = runs.resolve(recipe, run, reward_urls=services and services.urls, resume=resume is not None)
     # Cheap checks first: a machine that cannot train fails here, before any data is made or anything installed.
     config, parsed = preflight.check_config(resolved, gpus, memory)
-    if not passes(config):
+    if not session.passes(config):
         return 1
-    ensure_dataset(resolved)
-    if services:
-        services.start()
-    try:
-        if not passes(preflight.check_files(resolved, parsed, REPO)):
+    session.ensure_dataset(resolved)
+    with session.running(services):
+        if not session.passes(preflight.check_files(resolved, parsed, REPO)):
             return 1
-        if args.address is None and not args.no_install:
-            install_runtime()
-        return submit(resolved, run, args, gpus, python, resumed=resume is not None)
-    finally:
-        if services:
-            services.stop()
-
-
-def submit(recipe: Recipe, run: Path, args, gpus: int, python: str, resumed: bool) -> int:
-    """Submit the resolved recipe to the cluster (a local head when none is named) and follow the job."""
-    head = None
-    address = args.address
-    if address is None:
-        head = cluster.LocalHead(gpus)
-        try:
-            address = head.start()
-        except RuntimeError as e:
-            head.stop()
-            raise LaunchError(f"could not start a local Ray head: {e}") from None
-    try:
-        try:
-            run.mkdir(parents=True, exist_ok=resumed)
-        except FileExistsError:
-            raise LaunchError(f"{run} appeared while launching: run the command again") from None
-        env = jobs.runtime_env(recipe)
-        runs.save(run, recipe, jobs.submit_command(address, env, python, recipe.argv()))
-        job = jobs.submit(address, jobs.entrypoint(python, recipe.argv()), env)
-        runs.add_job(run, {"job_id": job, "address": address, "env_vars": sorted(env["env_vars"])})
-        print(f"submitted {job}; run folder {run}", flush=True)
-        status = jobs.follow(address, job)
-        print(f"job {job} {status}", flush=True)
-        return 0 if status == "SUCCEEDED" else 1
-    finally:
-        if head:
-            head.stop()
+        with session.ray_head(args.address, gpus, install=not args.no_install) as address:
+            status, _ = session.submit_run(resolved, run, address, python, new_folder=resume is None)
+    return 0 if status == "SUCCEEDED" else 1
 
 
 def cmd_train(args) -> int:
@@ -176,6 +84,10 @@ def cmd_preflight(args) -> int:
     for c in checks:
         print(c.line(), flush=True)
     return 1 if preflight.failed(checks) else 0
+
+
+def cmd_smoke(args) -> int:
+    return smoke.run_smoke(apply_overrides(load(args.recipe), args.set), args)
 
 
 def cmd_sweep(args) -> int:
@@ -218,12 +130,19 @@ def build_parser() -> cli.Parser:
     sweep = sub.add_parser("sweep", help="run every variant of an ablation")
     sweep.add_argument("ablation", help="the ablation, e.g. recipes/ablations/model-size.yaml")
     _common(sweep)
+    smoke_ = sub.add_parser(
+        "smoke", help="the recipe for a few steps on its own GPUs: every stage checked, timings, a projection"
+    )
+    smoke_.add_argument("recipe", help="the recipe to prove, e.g. recipes/countdown/qwen2.5-3b-ppo.yaml")
+    _common(smoke_, dry_run=False)
+    smoke_.add_argument("--no-install", action="store_true", help="do not install the GPU runtime before submitting")
     return parser
 
 
 @cli.entry_point(PROG, build_parser)
 def main(args) -> int:
-    return {"train": cmd_train, "preflight": cmd_preflight, "sweep": cmd_sweep}[args.command](args)
+    commands = {"train": cmd_train, "preflight": cmd_preflight, "sweep": cmd_sweep, "smoke": cmd_smoke}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

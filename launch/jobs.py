@@ -88,14 +88,14 @@ def sh_word(value: str) -> str:
     return "".join(parts) or "''"
 
 
-def entry_words(python: str, argv: list[str]) -> list[str]:
-    """The job's command as `ray job submit -- WORDS` takes it."""
-    return " ".join(sh_word(w) for w in [python, "-m", ENTRYPOINT_MODULE, *argv]).split(" ")
+def entry_words(python: str, argv: list[str], module: str = ENTRYPOINT_MODULE) -> list[str]:
+    """The job's command, `python -m module argv`, as `ray job submit -- WORDS` takes it."""
+    return " ".join(sh_word(w) for w in [python, "-m", module, *argv]).split(" ")
 
 
-def entrypoint(python: str, argv: list[str]) -> str:
+def entrypoint(python: str, argv: list[str], module: str = ENTRYPOINT_MODULE) -> str:
     """The job's shell command, as both the SDK and `ray job submit` submit it."""
-    return subprocess.list2cmdline(entry_words(python, argv))
+    return subprocess.list2cmdline(entry_words(python, argv, module))
 
 
 def submit_command(address: str, env: dict, python: str, argv: list[str]) -> str:
@@ -105,7 +105,9 @@ def submit_command(address: str, env: dict, python: str, argv: list[str]) -> str
     return shlex.join([*head, *entry_words(python, argv)])
 
 
-def submit(address: str, entrypoint: str, env: dict, job_id: str | None = None, wait: float = 120) -> str:
+def submit(
+    address: str, entrypoint: str, env: dict, job_id: str | None = None, wait: float = 120, num_gpus: float = 0
+) -> str:
     """Submit the job; a head that has just started may have no job agent yet ("No available agent to submit
     job"): that answer is retried for up to `wait` seconds."""
     from ray.job_submission import JobSubmissionClient
@@ -114,7 +116,9 @@ def submit(address: str, entrypoint: str, env: dict, job_id: str | None = None, 
     deadline = time.monotonic() + wait
     while True:
         try:
-            return client.submit_job(entrypoint=entrypoint, runtime_env=env, submission_id=job_id)
+            return client.submit_job(
+                entrypoint=entrypoint, runtime_env=env, submission_id=job_id, entrypoint_num_gpus=num_gpus or None
+            )
         except RuntimeError as e:
             if "No available agent" not in str(e) or time.monotonic() > deadline:
                 raise

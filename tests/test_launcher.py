@@ -11,7 +11,7 @@ import pytest
 from testkit import REPO, job_command, launch_dry_run, run_launch
 
 from launch import __main__ as cli
-from launch import cluster, jobs, runs
+from launch import cluster, jobs, runs, session
 from launch.openrlhf_cli import check
 from launch.recipe import apply_overrides, load
 
@@ -72,8 +72,8 @@ def test_resume_submits_the_original_argv_plus_load_enable(tmp_path, monkeypatch
     submitted = []
     monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
     monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(entry) or "job")
-    monkeypatch.setattr(jobs, "follow", lambda address, job: "SUCCEEDED")
-    monkeypatch.setattr(cli, "ensure_dataset", lambda recipe: None)
+    monkeypatch.setattr(jobs, "follow", lambda address, job, out=None: "SUCCEEDED")
+    monkeypatch.setattr(session, "ensure_dataset", lambda recipe: None)
     address = ["--address", "http://127.0.0.1:1"]
     assert cli.main(["train", str(RECIPE), "--runs-dir", str(tmp_path), *address]) == 0
     (run,) = (tmp_path / "qwen2.5-3b-ppo").iterdir()
@@ -121,11 +121,11 @@ def test_missing_dataset_is_generated_before_submission(tmp_path):
             f"eval.dataset={out / 'test.parquet'}",
         ],
     )
-    cli.ensure_dataset(recipe)
+    session.ensure_dataset(recipe)
     assert (out / "train.parquet").is_file() and (out / "test.parquet").is_file()
-    cli.ensure_dataset(recipe)  # present: nothing to do, nothing overwritten
-    with pytest.raises(cli.LaunchError, match="no recipe.dataset"):
-        cli.ensure_dataset(apply_overrides(recipe, ["recipe.dataset=null", "eval.dataset=/nowhere/test.parquet"]))
+    session.ensure_dataset(recipe)  # present: nothing to do, nothing overwritten
+    with pytest.raises(session.LaunchError, match="no recipe.dataset"):
+        session.ensure_dataset(apply_overrides(recipe, ["recipe.dataset=null", "eval.dataset=/nowhere/test.parquet"]))
 
 
 def test_sweep_dry_run_covers_every_variant():
@@ -184,8 +184,8 @@ def test_secrets_reach_the_job_only(tmp_path, monkeypatch, capsys):
     submitted = []
     monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
     monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(env) or "job")
-    monkeypatch.setattr(jobs, "follow", lambda address, job: "SUCCEEDED")
-    monkeypatch.setattr(cli, "ensure_dataset", lambda recipe: None)
+    monkeypatch.setattr(jobs, "follow", lambda address, job, out=None: "SUCCEEDED")
+    monkeypatch.setattr(session, "ensure_dataset", lambda recipe: None)
     sets = [a for key, value in SECRETS.items() for a in ("--set", f"{key}={value}")]
     common = ["--runs-dir", str(tmp_path), "--address", "http://127.0.0.1:1"]
     assert cli.main(["train", str(RECIPE), "--dry-run", *sets, *common]) == 0
@@ -228,7 +228,7 @@ def test_an_unwritable_runs_dir_fails_before_any_head_starts(tmp_path, monkeypat
     runs_dir = blocker / "runs" if where == "a file" else Path("/proc/runs")
     monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
     monkeypatch.setattr(cluster, "LocalHead", lambda *a, **k: pytest.fail("a Ray head was started"))
-    monkeypatch.setattr(cli, "ensure_dataset", lambda recipe: pytest.fail("data was generated"))
+    monkeypatch.setattr(session, "ensure_dataset", lambda recipe: pytest.fail("data was generated"))
     assert cli.main(["train", str(RECIPE), "--runs-dir", str(runs_dir)]) == 1
     assert "FAIL  runs     cannot write" in capsys.readouterr().out
     assert cli.main(["train", str(RECIPE), "--runs-dir", str(runs_dir), "--dry-run"]) == 1

@@ -1,0 +1,124 @@
+"""The closing table of a smoke run (`make smoke`): each stage ok or the line that failed, the step time as
+OpenRLHF splits it, generated tokens/s, peak GPU memory, and the full recipe's projected wall time and GPU-hours.
+
+    python -m analysis.smoke runs/qwen2.5-3b-ppo-smoke/20260101-120000 [--force]
+
+Reads the run folder as the smoke run writes it: `smoke.jsonl` (the stages), `gpu_memory.jsonl` (nvidia-smi
+polls), `recipe.yaml` (`recipe.smoke`: the full recipe's steps and GPUs) and the TensorBoard logs OpenRLHF
+writes (`train/timing/*`, `train/rollout/*`); writes `smoke.md` beside them and prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+from analysis.curves import read_scalars
+from reward_funcs import cli
+
+PROG = "python -m analysis.smoke"
+PARTS = ("generation", "make_experience", "ppo_train", "broadcast")  # OpenRLHF's timing/* of one step
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _typical(points: list[tuple[int, float]]) -> float | None:
+    """The median over the steps after the first (which warms up), or the only one there is."""
+    values = [v for _, v in points]
+    return statistics.median(values[1:] if len(values) > 1 else values) if values else None
+
+
+def step_times(series: dict) -> dict[str, float]:
+    found = {part: _typical(series.get(f"train/timing/{part}", [])) for part in (*PARTS, "step_total")}
+    return {part: seconds for part, seconds in found.items() if seconds is not None}
+
+
+def tokens_per_second(series: dict) -> float | None:
+    """Generated tokens per second of generation: samples x mean response length / generation time, per step."""
+    samples = dict(series.get("train/rollout/num_samples", []))
+    length = dict(series.get("train/rollout/response_length_mean", []))
+    generation = dict(series.get("train/timing/generation", []))
+    rates = [(step, samples[step] * length[step] / generation[step]) for step in generation if step in samples]
+    rates = [(step, rate) for step, rate in sorted(rates) if step in length and generation[step] > 0]
+    return _typical(rates)
+
+
+def peak_memory(polls: list[dict]) -> dict[int, float]:
+    """The most memory each GPU held while polled, in GB (10^9 bytes)."""
+    peaks: dict[int, float] = {}
+    for poll in polls:
+        peaks[poll["gpu"]] = max(peaks.get(poll["gpu"], 0.0), poll["used_mib"] * 2**20 / 1e9)
+    return dict(sorted(peaks.items()))
+
+
+def _duration(seconds: float) -> str:
+    hours = seconds / 3600
+    return (
+        f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours" if hours >= 1 else f"{seconds / 60:.0f} min"
+    )
+
+
+def build(run: Path) -> str:
+    """The table, as markdown."""
+    saved = yaml.safe_load((run / "recipe.yaml").read_text()) if (run / "recipe.yaml").is_file() else {}
+    full = ((saved or {}).get("recipe") or {}).get("smoke") or {}
+    stages = _jsonl(run / "smoke.jsonl")
+    if not stages:
+        raise cli.UsageError(f"{run} has no smoke.jsonl: pass the folder of a smoke run (runs/<recipe>-smoke/...)")
+    lines = [f"# Smoke run of {full.get('recipe', run.parent.name)}", "", "| stage | status | |", "|---|---|---|"]
+    lines += [f"| {s['stage']} | {s['status']} | {s['line']} |" for s in stages]
+    series = read_scalars(run / "tensorboard") if (run / "tensorboard").is_dir() else {}
+    times = step_times(series)
+    if times:
+        total = times.get("step_total") or sum(times.get(p, 0.0) for p in PARTS)
+        lines += ["", "Step time (median of the steps after the first):", "", "| part | seconds | share |"]
+        lines += ["|---|---|---|"]
+        lines += [f"| {p} | {times[p]:.1f} | {times[p] / total:.0%} |" for p in PARTS if p in times and total]
+        lines.append(f"| **step** | **{total:.1f}** | |")
+    rate = tokens_per_second(series)
+    lines += ["", f"Generated tokens/s: {rate:,.0f}" if rate else "Generated tokens/s: not logged"]
+    peaks = peak_memory(_jsonl(run / "gpu_memory.jsonl"))
+    shown = ", ".join(f"GPU {gpu} {gb:.1f} GB" for gpu, gb in peaks.items())
+    lines.append(f"Peak GPU memory: {shown}" if peaks else "Peak GPU memory: not polled (no nvidia-smi here)")
+    if times and full.get("steps"):
+        wall = full["steps"] * times.get("step_total", total)
+        lines.append(
+            f"Projected full run: {full['steps']:,} steps x {times.get('step_total', total):.1f} s = {_duration(wall)} "
+            f"on {full['gpus']} GPUs, {wall / 3600 * full['gpus']:,.0f} GPU-hours (evaluations and checkpoints "
+            "not counted)"
+        )
+    failed = [s["stage"] for s in stages if s["status"] == "FAIL"]
+    lines += ["", f"Smoke run FAILED at: {', '.join(failed)}" if failed else "Smoke run passed: every stage ok."]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> cli.Parser:
+    parser = cli.parser(PROG, __doc__)
+    parser.add_argument("run", type=Path, help="the smoke run's folder")
+    cli.add_force(parser, "smoke.md")
+    return parser
+
+
+@cli.entry_point(PROG, build_parser)
+def main(args) -> int:
+    if not args.run.is_dir():
+        raise cli.UsageError(f"no such run folder: {args.run}")
+    out = args.run / "smoke.md"
+    cli.refuse_overwrite(out, force=args.force)
+    text = build(args.run)
+    tmp = out.with_name(".smoke.md.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    print(text, end="")
+    return 0 if "Smoke run passed" in text else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

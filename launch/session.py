@@ -1,0 +1,145 @@
+"""Running a resolved recipe: the data it needs, its reward services, the GPU runtime, a Ray head (started here
+when no cluster is named), and its jobs, each followed to its end. Used by `launch train` and `launch smoke`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from data_tools.output import dataset_files
+from launch import cluster, jobs, preflight, runs
+from launch.recipe import Recipe
+from reward_funcs.cli import REPO, UsageError
+
+
+class LaunchError(UsageError):
+    """Reported as one line with the fix; exit status 2."""
+
+
+def ensure_dataset(recipe: Recipe) -> None:
+    """Generate the recipe's dataset with data_tools when its files are missing."""
+    spec = recipe.meta.get("dataset") or {}
+    wanted = [p for key in ("data.prompt_dataset", "eval.dataset") for p in dataset_files(recipe.get(key), REPO)]
+    missing = [str(p) for p in wanted if not p.exists()]
+    if not missing:
+        return
+    if not spec.get("tool") or not spec.get("out"):
+        raise LaunchError(f"{', '.join(missing)} missing and the recipe has no recipe.dataset to generate it from")
+    out = REPO / spec["out"]
+    command = [sys.executable, "-m", f"data_tools.{spec['tool']}", "--out", str(out), *map(str, spec.get("args", []))]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"generating {spec['out']}: {' '.join(command[1:])}", flush=True)
+    if subprocess.run(command, cwd=REPO).returncode:
+        raise LaunchError(f"generating {spec['out']} failed (see above)")
+
+
+def install_runtime() -> None:
+    """The GPU stack from requirements.txt, once per content (stamp in the interpreter's prefix)."""
+    requirements = (REPO / "requirements.txt").read_bytes()
+    stamp = Path(sys.prefix) / f".runtime-{hashlib.sha256(requirements).hexdigest()[:12]}"
+    if stamp.exists():
+        return
+    pip = [sys.executable, "-m", "pip", "install"]
+    print("installing the GPU runtime (requirements.txt), once", flush=True)
+    for command in (pip + ["vllm==0.29.0"], pip + ["--no-build-isolation", "-r", str(REPO / "requirements.txt")]):
+        if subprocess.run(command).returncode:
+            raise LaunchError("installing requirements.txt failed (see above); fix it and run again")
+    stamp.touch()
+
+
+def passes(checks, out=None) -> bool:
+    """Print the findings (to `out`, default stdout); False (and say so) when one of them is a FAIL."""
+    for c in checks:
+        print(c.line(), file=out or sys.stdout, flush=True)
+    if preflight.failed(checks):
+        print("preflight failed: nothing was submitted", file=sys.stderr)
+        return False
+    return True
+
+
+def reward_services(recipe: Recipe, address: str | None) -> jobs.RewardServices | None:
+    """The services `recipe.reward_service` asks for, ports chosen, not started yet."""
+    spec = recipe.meta.get("reward_service")
+    if not spec:
+        return None
+    if address is not None:
+        raise LaunchError(
+            "recipe.reward_service starts services on this machine, for a single-node run; on a "
+            "cluster run python -m reward_funcs.server on a node and set reward.remote_url to it"
+        )
+    return jobs.RewardServices(spec)
+
+
+@contextlib.contextmanager
+def running(services: jobs.RewardServices | None):
+    """The reward services up for the length of the block."""
+    if services:
+        services.start()
+    try:
+        yield
+    finally:
+        if services:
+            services.stop()
+
+
+@contextlib.contextmanager
+def ray_head(address: str | None, gpus: int, install: bool = True):
+    """The cluster's address: `address`, or a head started here (after the GPU runtime is installed) and stopped
+    when the block ends."""
+    if address is not None:
+        yield address
+        return
+    if install:
+        install_runtime()
+    head = cluster.LocalHead(gpus)
+    try:
+        address = head.start()
+    except RuntimeError as e:
+        head.stop()
+        raise LaunchError(f"could not start a local Ray head: {e}") from None
+    try:
+        yield address
+    finally:
+        head.stop()
+
+
+class Tail:
+    """Writes through to stdout and keeps the last lines, to name what a failed job said last."""
+
+    def __init__(self, keep: int = 200):
+        self.lines: deque[str] = deque(maxlen=keep)
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+        self.lines.extend(line for line in text.splitlines() if line.strip())
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def last_error(self) -> str:
+        """The last line that reads like an error, else the last line."""
+        words = ("Error", "Exception", "error:", "Traceback", "FAILED")
+        found = [line for line in self.lines if any(w in line for w in words)]
+        return (found or list(self.lines) or ["(the job printed nothing)"])[-1].strip()[:300]
+
+
+def submit_run(recipe: Recipe, run: Path, address: str, python: str, new_folder: bool = True) -> tuple[str, Tail]:
+    """Keep the resolved recipe in `run`, submit it, follow the job; (its final status, what it printed last)."""
+    try:
+        run.mkdir(parents=True, exist_ok=not new_folder)
+    except FileExistsError:
+        raise LaunchError(f"{run} appeared while launching: run the command again") from None
+    env = jobs.runtime_env(recipe)
+    runs.save(run, recipe, jobs.submit_command(address, env, python, recipe.argv()))
+    job = jobs.submit(address, jobs.entrypoint(python, recipe.argv()), env)
+    runs.add_job(run, {"job_id": job, "address": address, "env_vars": sorted(env["env_vars"])})
+    print(f"submitted {job}; run folder {run}", flush=True)
+    tail = Tail()
+    status = jobs.follow(address, job, tail)
+    print(f"job {job} {status}", flush=True)
+    return status, tail
