@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from launch import cluster, jobs, preflight, runs, session, smoke
+from launch import jobs, preflight, runs, session, smoke
 from launch.recipe import Recipe, apply_overrides, load, load_ablation
 from launch.session import LaunchError
 from reward_funcs import cli
@@ -49,12 +49,12 @@ def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
         return dry_run(recipe, args, resume)
     services = session.reward_services(recipe, args.address)
     python = jobs.python_for(args.address, args.python)
-    gpus, memory = cluster.cluster_gpus(args.address, python)
     run = resume or runs.next_run_dir(args.runs_dir, recipe.name)
     resolved = runs.resolve(recipe, run, reward_urls=services and services.urls, resume=resume is not None)
+    gpus, memory, nodes = session.cluster_facts(args.address, resolved, python)
     # Cheap checks first: a machine that cannot train fails here, before any data is made or anything installed.
     config, parsed = preflight.check_config(resolved, gpus, memory)
-    if not session.passes(config):
+    if not session.passes(config + nodes):
         return 1
     session.ensure_dataset(resolved)
     with session.running(services):
@@ -78,9 +78,9 @@ def cmd_train(args) -> int:
 
 def cmd_preflight(args) -> int:
     recipe = apply_overrides(load(args.recipe), args.set)
-    gpus, memory = cluster.cluster_gpus(args.address, jobs.python_for(args.address, args.python))
     resolved = runs.resolve(recipe, runs.next_run_dir(args.runs_dir, recipe.name))
-    checks = preflight.run(resolved, REPO, gpus, memory)
+    gpus, memory, nodes = session.cluster_facts(args.address, resolved, jobs.python_for(args.address, args.python))
+    checks = preflight.run(resolved, REPO, gpus, memory) + nodes
     for c in checks:
         print(c.line(), flush=True)
     return 1 if preflight.failed(checks) else 0

@@ -53,15 +53,13 @@ def local_gpu_memory_gb() -> float | None:
     return round(min(sizes) * 2**20 / 1e9, 1) if sizes else None  # MiB -> GB of 10^9 bytes, as the estimate counts
 
 
-def cluster_gpus(address: str | None, python: str = "python3") -> tuple[int, float | None]:
-    """(GPUs, the smallest GPU's memory in GB or None) of this machine, or of the Ray cluster at `address`."""
-    if address is None:
-        gpus = local_gpus()
-        return gpus, local_gpu_memory_gb() if gpus else None
+def cluster_probe(address: str, recipe=None, python: str = "python3") -> dict:
+    """The probe job's result for the Ray cluster at `address` (`probe.probe_cluster`): its GPUs, the smallest
+    GPU's memory, and each node's findings for a resolved `recipe` (`probe.node_checks` reads them)."""
     from launch.probe import probe_cluster
 
     try:
-        found = probe_cluster(address, None, python)
+        return probe_cluster(address, recipe, python)
     except UsageError:
         raise
     except Exception as e:  # the job SDK's errors: connection refused, not a Ray dashboard, ...
@@ -69,6 +67,14 @@ def cluster_gpus(address: str | None, python: str = "python3") -> tuple[int, flo
             f"the Ray cluster at {address} did not answer ({type(e).__name__}: {e}): check RAY_ADDRESS "
             "or --address (the dashboard's http://HOST:8265)"
         ) from None
+
+
+def cluster_gpus(address: str | None, python: str = "python3", recipe=None) -> tuple[int, float | None]:
+    """(GPUs, the smallest GPU's memory in GB or None) of this machine, or of the Ray cluster at `address`."""
+    if address is None:
+        gpus = local_gpus()
+        return gpus, local_gpu_memory_gb() if gpus else None
+    found = cluster_probe(address, recipe, python)
     return found["gpus"], found.get("gpu_memory_gb")
 
 

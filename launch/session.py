@@ -12,7 +12,7 @@ from collections import deque
 from pathlib import Path
 
 from data_tools.output import dataset_files
-from launch import cluster, jobs, preflight, runs
+from launch import cluster, jobs, preflight, probe, runs
 from launch.recipe import Recipe
 from reward_funcs.cli import REPO, UsageError
 
@@ -73,6 +73,16 @@ def reward_services(recipe: Recipe, address: str | None) -> jobs.RewardServices 
             "cluster run python -m reward_funcs.server on a node and set reward.remote_url to it"
         )
     return jobs.RewardServices(spec)
+
+
+def cluster_facts(address: str | None, recipe: Recipe, python: str) -> tuple[int, float | None, list]:
+    """(GPUs, the smallest GPU's memory in GB or None, findings per node): of this machine, or, on the cluster at
+    `address`, from the probe job run on every node with the resolved `recipe`'s data files and run folder."""
+    if address is None:
+        gpus, memory = cluster.cluster_gpus(None)
+        return gpus, memory, []
+    found = cluster.cluster_probe(address, recipe, python)
+    return found["gpus"], found.get("gpu_memory_gb"), probe.node_checks(found)
 
 
 @contextlib.contextmanager

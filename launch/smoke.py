@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from data_tools.output import count_rows, dataset_files, read_rows
-from launch import cluster, estimates, jobs, preflight, runs, session
+from launch import estimates, jobs, preflight, runs, session
 from launch.recipe import Recipe, merge
 from reward_funcs.cli import REPO, UsageError
 
@@ -131,7 +131,6 @@ def run_smoke(recipe: Recipe, args, repo: Path = REPO) -> int:
     """Check, train STEPS steps, resume from the step-SAVE_AT checkpoint, evaluate it, and print the table."""
     services = session.reward_services(recipe, args.address)
     python = jobs.python_for(args.address, args.python)
-    gpus, memory = cluster.cluster_gpus(args.address, python)
     session.ensure_dataset(recipe)
     full = full_run(recipe, repo)
     run = runs.next_run_dir(args.runs_dir, f"{recipe.name}-smoke")
@@ -140,7 +139,9 @@ def run_smoke(recipe: Recipe, args, repo: Path = REPO) -> int:
     eval_slice = write_eval_slice(recipe, run / "data", repo)
     resolved = runs.resolve(derive(recipe, eval_slice, full), run, reward_urls=services and services.urls)
     runs.save(run, resolved, "(nothing submitted yet)")  # the table reads the full run's figures from it
+    gpus, memory, nodes = session.cluster_facts(args.address, resolved, python)
     config, parsed = preflight.check_config(resolved, gpus, memory)
+    config += nodes
     with session.running(services):
         checks = config if preflight.failed(config) else config + preflight.check_files(resolved, parsed, repo)
         if _preflight_stage(log, checks):

@@ -70,7 +70,7 @@ def test_resume_submits_the_original_argv_plus_load_enable(tmp_path, monkeypatch
     """The run folder keeps the resolved recipe; resuming resolves it again: the same command, plus
     --ckpt.load_enable, into the same folders, with no new run folder."""
     submitted = []
-    monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
+    monkeypatch.setattr(cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2})
     monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(entry) or "job")
     monkeypatch.setattr(jobs, "follow", lambda address, job, out=None: "SUCCEEDED")
     monkeypatch.setattr(session, "ensure_dataset", lambda recipe: None)
@@ -182,7 +182,7 @@ def test_secrets_reach_the_job_only(tmp_path, monkeypatch, capsys):
     them through its runtime environment; a resume takes them from the shell again."""
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     submitted = []
-    monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
+    monkeypatch.setattr(cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2})
     monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(env) or "job")
     monkeypatch.setattr(jobs, "follow", lambda address, job, out=None: "SUCCEEDED")
     monkeypatch.setattr(session, "ensure_dataset", lambda recipe: None)
@@ -233,3 +233,18 @@ def test_an_unwritable_runs_dir_fails_before_any_head_starts(tmp_path, monkeypat
     assert "FAIL  runs     cannot write" in capsys.readouterr().out
     assert cli.main(["train", str(RECIPE), "--runs-dir", str(runs_dir), "--dry-run"]) == 1
     assert "FAIL  runs     cannot write" in capsys.readouterr().err
+
+
+def test_a_node_that_cannot_see_the_data_stops_train_before_submission(tmp_path, monkeypatch, capsys):
+    """On a cluster the probe's per-node findings are preflight lines: one node missing the data is a FAIL."""
+    node = {"node_id": "b", "name": "10.0.0.2", "ip": "10.0.0.2", "gpus": 0, "python": "python3", "imports": {}}
+    node.update(visible={str(REPO / "data/countdown/train.parquet"): False}, writable=None, gpu_memory_gb=None)
+    monkeypatch.setattr(
+        cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2, "nodes": [node]}
+    )
+    monkeypatch.setattr(jobs, "submit", lambda *a, **k: pytest.fail("a job was submitted"))
+    monkeypatch.setattr(session, "ensure_dataset", lambda recipe: pytest.fail("data was generated"))
+    args = ["train", str(RECIPE), "--runs-dir", str(tmp_path), "--address", "http://127.0.0.1:1"]
+    assert cli.main(args) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  nodes    node 10.0.0.2 cannot see" in out and "data/countdown/train.parquet" in out

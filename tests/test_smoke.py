@@ -117,7 +117,7 @@ def stand_in_gpu_side(monkeypatch, datasets):
         write_like_a_run(recipe, run, resumed)
         return "SUCCEEDED", session.Tail()
 
-    monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
+    monkeypatch.setattr(cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2})
     monkeypatch.setattr(session, "submit_run", submit_run)
     monkeypatch.setattr(
         jobs,
