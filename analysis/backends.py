@@ -1,9 +1,14 @@
 """The models `analysis.evaluate` generates with: vLLM on a GPU node, transformers anywhere (the tests use it on
 a tiny random model). Both decode alike (`Settings`) and give `Completion`s: the text, its tokens, truncation.
+`in_own_process` runs the work on one model in a process of its own, the only way to have vLLM give the
+model's GPU memory back; what fails there, a crash included, is one line naming the model.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
+import threading
 from dataclasses import dataclass
 
 from reward_funcs.cli import UsageError
@@ -108,9 +113,15 @@ class TransformersBackend:
         return results
 
 
+def first_line(error: BaseException) -> str:
+    """An error's first line, or its type when it has no message (vLLM's and torch's messages run to many)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def make_backend(name: str, model: str, settings: Settings):
-    """Load `model` with backend `name` (auto: vLLM when installed and a GPU is present). A model that cannot be
-    loaded (no such folder or hub name, the hub unreachable, no weights) is a UsageError."""
+    """Load `model` with backend `name` (auto: vLLM when installed and a GPU is present; `vllm` itself needs no
+    check of the GPU, so a stand-in can take its place). A model that cannot be loaded (no such folder or hub
+    name, the hub unreachable, no weights, not enough free GPU memory) is a UsageError naming it."""
     if name == "auto":
         import importlib.util
 
@@ -119,6 +130,78 @@ def make_backend(name: str, model: str, settings: Settings):
         name = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
     try:
         return (VLLMBackend if name == "vllm" else TransformersBackend)(model, settings)
-    except OSError as e:  # how transformers and vLLM report a model they cannot find or read
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise UsageError(f"cannot load the model {model}: {reason}") from None
+    except ImportError as e:
+        if e.name == "vllm":
+            raise UsageError(
+                "--backend vllm needs vLLM (pip install vllm==0.29.0 on a GPU node), or pass --backend transformers"
+            ) from None
+        raise UsageError(f"cannot load the model {model}: {first_line(e)}") from None
+    except (OSError, ValueError, RuntimeError) as e:
+        # OSError: transformers and vLLM cannot find or read it; ValueError: vLLM's check of free GPU memory and of
+        # the model's config; RuntimeError: vLLM's engine failing to start, torch out of memory
+        raise UsageError(f"cannot load the model {model}: {first_line(e)}") from None
+
+
+# ---- one process per model -----------------------------------------------------------------------------------
+
+
+def in_this_process(work, model: str, *args):
+    """work(model, *args); what the libraries under it raise (vLLM's and torch's errors: CUDA out of memory, an
+    engine that died...) becomes a UsageError naming the model, one line rather than a traceback."""
+    try:
+        return work(model, *args)
+    except UsageError:
+        raise
+    except Exception as e:
+        raise UsageError(f"evaluating the model {model} failed: {type(e).__name__}: {first_line(e)}") from None
+
+
+def _in_child(answer, work, model: str, *args) -> None:
+    """in_own_process's child: in_this_process, its result or its error sent to the parent."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())  # tqdm's default lock is a semaphore, which a killed child would leak
+    try:
+        answer.send(("done", in_this_process(work, model, *args)))
+    except UsageError as e:
+        answer.send(("error", str(e)))
+    except KeyboardInterrupt:  # Ctrl-C reached the parent too, which says so
+        pass
+
+
+def in_own_process(work, model: str, *args):
+    """work(model, *args) in a process started for it that exits when it is done: vLLM keeps a model's GPU memory
+    until its process exits, so a second model loaded in the same process fails vLLM's check of free memory.
+    Spawned, not forked, so that it inherits no CUDA state; `work` and its arguments must pickle. Its failure, a
+    crash included, is a UsageError naming the model."""
+    context = multiprocessing.get_context("spawn")
+    receive, answer = context.Pipe(duplex=False)
+    child = context.Process(target=_in_child, args=(answer, work, model, *args))
+    child.start()
+    answer.close()  # the child holds the only sending end now: if it dies, recv() ends with EOFError
+    try:
+        try:
+            status, value = receive.recv()
+        except EOFError:
+            status, value = "died", None
+        child.join()
+    finally:
+        if child.is_alive():  # interrupted: leave no model running
+            child.terminate()
+            child.join()
+        receive.close()
+    if status == "done":  # a crash while exiting, after the work was done, loses nothing
+        return value
+    if status == "error":
+        raise UsageError(value)
+    code = child.exitcode
+    how = f"was killed by {signal_name(-code)}" if code and code < 0 else f"exited with status {code}"
+    hint = " (out of memory?)" if code == -signal.SIGKILL else ""
+    raise UsageError(f"evaluating the model {model} failed: its process {how} before it finished{hint}")
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

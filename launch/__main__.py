@@ -60,7 +60,10 @@ def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
     with session.running(services):
         if not session.passes(preflight.check_files(resolved, parsed, REPO)):
             return 1
-        with session.ray_head(args.address, gpus, install=not args.no_install) as address:
+        resolved = session.prepare_runtime(resolved, args.address, python, install=not args.no_install)
+        if resolved is None:
+            return 1
+        with session.ray_head(args.address, gpus) as address:
             status, _ = session.submit_run(resolved, run, address, python, new_folder=resume is None)
     return 0 if status == "SUCCEEDED" else 1
 

@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 
+from launch import runtime
 from launch.cluster import free_port
 from launch.recipe import Recipe
 from reward_funcs.cli import REPO, UsageError
 
 ENTRYPOINT_MODULE = "openrlhf.cli.train_ppo_ray"
 # Heavy or private folders never shipped as the job's working_dir.
-EXCLUDES = [".venv", ".git", "data", "runs", ".hypothesis", ".pytest_cache", "**/__pycache__"]
+EXCLUDES = [".venv", ".venv-gpu", ".git", "data", "runs", ".hypothesis", ".pytest_cache", "**/__pycache__"]
 SECRET_ENV = ("WANDB_API_KEY",)  # taken from the launching shell when set there
 # Our own settings, taken from the launching shell to every node of the job when set there.
 FORWARDED_ENV = ("REWARD_SAMPLE_EVERY",)
@@ -54,8 +55,9 @@ def masked(env: dict) -> dict:
 
 
 def python_for(address: str | None, python: str | None = None) -> str:
-    """The job's interpreter: `--python` when given; ours for a head we start here; `python3` on a cluster."""
-    return python or (sys.executable if address is None else "python3")
+    """The job's interpreter: `--python` when given; the GPU runtime's (launch.runtime) for a head we start here;
+    `python3` on a cluster."""
+    return python or (runtime.python(runtime.default_venv()) if address is None else "python3")
 
 
 # ---- the command ---------------------------------------------------------------------------------------------

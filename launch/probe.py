@@ -28,7 +28,7 @@ PREFIX = "PROBE "
 RUNTIME = ("torch", "vllm", "openrlhf", "flash_attn")  # what OpenRLHF's actors import on a GPU node
 IMPORT_TIMEOUT = 240  # seconds for importing RUNTIME on one node (vLLM alone takes tens of seconds)
 NODE_TIMEOUT = 300  # seconds for every node to answer; longer than IMPORT_TIMEOUT
-INSTALL = "pip install vllm==0.29.0, then pip install --no-build-isolation -r requirements.txt"
+INSTALL = "python -m launch.runtime install, run there from the repository"
 
 # Run in a fresh interpreter, so that an import that crashes (a flash_attn built against another torch can
 # segfault) takes only that interpreter down; one line per module, flushed, so the modules before a crash count.
@@ -286,6 +286,10 @@ def _runtime_findings(node: dict) -> list[tuple[str, str]]:
     idle = "no GPU there, so it runs no vLLM engine or training actor"
     findings = []
     missing = {name: found["error"] for name, found in node["imports"].items() if found["error"]}
+    if "No module named" in missing.get("flash_attn", ""):  # optional: without it the launcher trains with sdpa
+        del missing["flash_attn"]  # (one that is there but crashes on import stays a finding)
+        if gpus:
+            findings.append(("warn", f"no flash_attn with {node['python']}: training there uses sdpa attention"))
     if missing:
         errors = "; ".join(error[:160] for error in missing.values())
         what = f"cannot import {', '.join(missing)} with {node['python']} ({errors})"

@@ -5,15 +5,14 @@ when no cluster is named), and its jobs, each followed to its end. Used by `laun
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import subprocess
 import sys
 from collections import deque
 from pathlib import Path
 
 from data_tools.output import dataset_files
-from launch import cluster, jobs, preflight, probe, runs
-from launch.recipe import Recipe
+from launch import cluster, jobs, preflight, probe, runs, runtime
+from launch.recipe import Recipe, apply_overrides
 from reward_funcs.cli import REPO, UsageError
 
 
@@ -36,20 +35,6 @@ def ensure_dataset(recipe: Recipe) -> None:
     print(f"generating {spec['out']}: {' '.join(command[1:])}", flush=True)
     if subprocess.run(command, cwd=REPO).returncode:
         raise LaunchError(f"generating {spec['out']} failed (see above)")
-
-
-def install_runtime() -> None:
-    """The GPU stack from requirements.txt, once per content (stamp in the interpreter's prefix)."""
-    requirements = (REPO / "requirements.txt").read_bytes()
-    stamp = Path(sys.prefix) / f".runtime-{hashlib.sha256(requirements).hexdigest()[:12]}"
-    if stamp.exists():
-        return
-    pip = [sys.executable, "-m", "pip", "install"]
-    print("installing the GPU runtime (requirements.txt), once", flush=True)
-    for command in (pip + ["vllm==0.29.0"], pip + ["--no-build-isolation", "-r", str(REPO / "requirements.txt")]):
-        if subprocess.run(command).returncode:
-            raise LaunchError("installing requirements.txt failed (see above); fix it and run again")
-    stamp.touch()
 
 
 def passes(checks, out=None) -> bool:
@@ -97,16 +82,30 @@ def running(services: jobs.RewardServices | None):
             services.stop()
 
 
+def prepare_runtime(recipe: Recipe, address: str | None, python: str, install: bool) -> Recipe | None:
+    """For a head started here: the GPU runtime installed (unless `install` is off), the job's interpreter able to
+    train, and attention switched to sdpa when flash-attn is not usable; the recipe as it will run, or None when
+    a check failed (printed). On a cluster the probe has checked every node: nothing to do."""
+    if address is not None:
+        return recipe
+    venv = runtime.default_venv()
+    facts = runtime.install(venv) if install else runtime.read_manifest(venv)
+    args = recipe.args()
+    if not passes(runtime.interpreter_checks(python) + runtime.attention_checks(args, facts)):
+        return None
+    override = runtime.attention_override(args, facts) or {}
+    return apply_overrides(recipe, [f"{k}={v}" for k, v in override.items()]) if override else recipe
+
+
 @contextlib.contextmanager
-def ray_head(address: str | None, gpus: int, install: bool = True):
-    """The cluster's address: `address`, or a head started here (after the GPU runtime is installed) and stopped
-    when the block ends."""
+def ray_head(address: str | None, gpus: int):
+    """The cluster's address: `address`, or a head started here, from the GPU runtime when it is installed, and
+    stopped when the block ends."""
     if address is not None:
         yield address
         return
-    if install:
-        install_runtime()
-    head = cluster.LocalHead(gpus)
+    venv = runtime.default_venv()
+    head = cluster.LocalHead(gpus, ray_bin=runtime.ray_bin(venv) if Path(runtime.ray_bin(venv)).exists() else None)
     try:
         address = head.start()
     except RuntimeError as e:

@@ -145,8 +145,12 @@ def run_smoke(recipe: Recipe, args, repo: Path = REPO) -> int:
     with session.running(services):
         checks = config if preflight.failed(config) else config + preflight.check_files(resolved, parsed, repo)
         if _preflight_stage(log, checks):
-            with session.ray_head(args.address, gpus, not args.no_install) as address, GpuPoller(run):
-                _jobs(log, resolved, run, address, python, eval_slice)
+            resolved = session.prepare_runtime(resolved, args.address, python, install=not args.no_install)
+            if resolved is None:
+                log.record("runtime", "FAIL", "the GPU runtime cannot run the job (see the lines above)")
+            else:
+                with session.ray_head(args.address, gpus) as address, GpuPoller(run):
+                    _jobs(log, resolved, run, address, python, eval_slice)
     table = subprocess.run([sys.executable, "-m", "analysis.smoke", str(run), "--force"], cwd=repo)
     return table.returncode
 

@@ -1,9 +1,11 @@
-"""analysis: metrics, behaviour patterns, evaluation (transformers on a tiny model; vLLM up to its call),
-TensorBoard curves and the ablation report."""
+"""analysis: metrics, behaviour patterns, evaluation (transformers on a tiny model; vLLM up to its call, and through
+a stand-in vllm package on CPU, one process per model), TensorBoard curves and the ablation report."""
 
 import json
 import math
+import os
 import shutil
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -196,7 +198,8 @@ def test_run_folder_evaluates_final_and_checkpoints(tiny_model, dataset, tmp_pat
         "accuracy_by_step.png",
     }
     curve = json.loads((run / "eval" / "accuracy_by_step.json").read_text())
-    assert [p["step"] for p in curve] == [100, 101]  # the checkpoint, then the final model
+    # the final model holds the checkpoint's weights: it gets no step of its own, and none made up
+    assert [(p["step"], p["final"]) for p in curve] == [(100, False), (None, True)]
 
 
 def test_a_model_that_cannot_be_loaded_is_one_line_and_nothing_written(dataset, tmp_path, capsys):
@@ -205,6 +208,245 @@ def test_a_model_that_cannot_be_loaded_is_one_line_and_nothing_written(dataset, 
     err = capsys.readouterr().err
     assert err.startswith(f"python -m analysis.evaluate: error: cannot load the model {tmp_path / 'no-model'}: ")
     assert err.count("\n") == 1 and not out.exists()
+
+
+# ---- one process per model: vLLM (a stand-in on CPU) keeps a model's memory until its process exits --------
+
+STAND_IN_VLLM = REPO / "tests" / "stand_in_vllm"  # a `vllm` package: see its docstring
+WRONG = " </think>\n<answer>1 + 2</answer><|endoftext|>"  # formatted, not a solution: reward 0.1
+UNFORMATTED = " no idea<|endoftext|>"  # reward 0
+
+
+def with_stand_in_vllm() -> dict:
+    """This environment, with the stand-in vLLM and the repository importable in every process started."""
+    path = [str(STAND_IN_VLLM), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def run_module(*args):
+    """`python -m analysis.evaluate ARGS` as a user runs it, with the stand-in vLLM importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "analysis.evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=with_stand_in_vllm(),
+    )
+
+
+def stand_in_model(folder, weights: bytes = b"w", **behaviour):
+    """A model folder the stand-in vLLM loads: config.json, weights, and what it does (stand_in.json)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "stand_in.json").write_text(json.dumps(behaviour))
+    return folder
+
+
+def stand_in_run(tmp_path, dataset, behaviours=None):
+    """A run folder as OpenRLHF leaves it: final/ and two Hugging Face checkpoints, distinct weights."""
+    run = tmp_path / "run"
+    behaviours = behaviours or {}
+    completions = {"final": WRONG, "ckpt/global_step4_hf": WRONG, "ckpt/global_step2_hf": UNFORMATTED}
+    for i, (name, completion) in enumerate(completions.items()):
+        stand_in_model(run / name, bytes([i]) * 64, completion=completion, **behaviours.get(name, {}))
+    (run / "recipe.yaml").write_text(f"recipe: {{name: r}}\neval: {{dataset: {dataset}}}\n")
+    return run
+
+
+def one_line(result):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m analysis.evaluate: error: "), result.stderr
+    return lines[0]
+
+
+def test_the_stand_in_vllm_refuses_a_second_model_in_one_process(tmp_path):
+    """What fails on a GPU node: a second LLM built in a process that already built one (in-process evaluation)."""
+    first, second = stand_in_model(tmp_path / "a"), stand_in_model(tmp_path / "b")
+    code = (
+        "import sys; from analysis.backends import Settings, make_backend\n"
+        "make_backend('vllm', sys.argv[1], Settings()); make_backend('vllm', sys.argv[2], Settings())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, first, second],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=with_stand_in_vllm(),
+    )
+    assert result.returncode != 0 and "Free memory on device" in result.stderr, result.stderr
+
+
+def test_run_with_vllm_evaluates_each_model_in_a_process_of_its_own(dataset, tmp_path):
+    run = stand_in_run(tmp_path, dataset)
+    result = run_module("--run", run, "--backend", "vllm", "--max-new-tokens", "64")
+    assert result.returncode == 0, result.stderr
+    eval_dir = run / "eval"
+    assert {p.name for p in eval_dir.iterdir()} == {
+        "final",
+        "ckpt_global_step2_hf",
+        "ckpt_global_step4_hf",
+        "accuracy_by_step.json",
+        "accuracy_by_step.png",
+    }
+    for name, model, reward in (
+        ("final", "final", 0.1),
+        ("ckpt_global_step2_hf", "ckpt/global_step2_hf", 0.0),
+        ("ckpt_global_step4_hf", "ckpt/global_step4_hf", 0.1),
+    ):
+        results = json.loads((eval_dir / name / "results.json").read_text())
+        assert results["settings"]["model"] == str(run / model) and results["settings"]["backend"] == "vllm"
+        assert results["metrics"]["prompts"] == 6 and results["metrics"]["mean_reward"] == pytest.approx(reward)
+        rescored(eval_dir / name, dataset)
+    curve = json.loads((eval_dir / "accuracy_by_step.json").read_text())
+    assert [(p["model"], p["step"], p["final"]) for p in curve] == [
+        ("ckpt/global_step2_hf", 2, False),
+        ("ckpt/global_step4_hf", 4, False),
+        ("final", None, True),  # no recipe to tell its step: not plotted at a made-up one
+    ]
+    assert [p["mean_reward"] for p in curve] == pytest.approx([0.0, 0.1, 0.1])
+
+
+@pytest.mark.parametrize(
+    "fail, says",
+    [
+        ("crash", "was killed by SIGKILL"),
+        ("load", "cannot load the model {model}: Free memory on device"),
+        ("generate", "CUDA out of memory"),
+    ],
+)
+def test_a_model_that_fails_in_its_process_is_one_line_naming_it(dataset, tmp_path, fail, says):
+    run = stand_in_run(tmp_path, dataset, {"ckpt/global_step4_hf": {"fail": fail}})
+    result = run_module("--run", run, "--backend", "vllm", "--max-new-tokens", "64")
+    line = one_line(result)
+    model = run / "ckpt" / "global_step4_hf"
+    assert str(model) in line and says.format(model=model) in line, line
+    # the models before it are written whole; nothing of it, no curve, no temporary folder
+    assert sorted(p.name for p in (run / "eval").iterdir()) == ["ckpt_global_step2_hf", "final"]
+    assert (run / "eval" / "final" / "results.json").is_file()
+
+
+def test_a_model_vllm_cannot_find_is_one_line(dataset, tmp_path):
+    result = run_module(
+        "--model", tmp_path / "nowhere", "--data", dataset, "--out", tmp_path / "eval", "--backend", "vllm"
+    )
+    assert f"cannot load the model {tmp_path / 'nowhere'}: " in one_line(result)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_backend_vllm_without_vllm_says_so(tiny_model, dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not installed, whatever this machine has
+    assert run_evaluate(tiny_model, dataset, tmp_path / "eval", "--backend", "vllm") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--backend vllm needs vLLM (pip install vllm==" in err, err
+
+
+def test_run_out_holds_each_models_results_and_the_curve(dataset, tmp_path):
+    run = stand_in_run(tmp_path, dataset)
+    out = tmp_path / "elsewhere" / "evals"
+    result = run_module("--run", run, "--out", out, "--backend", "vllm", "--max-new-tokens", "64")
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {
+        "final",
+        "ckpt_global_step2_hf",
+        "ckpt_global_step4_hf",
+        "accuracy_by_step.json",
+        "accuracy_by_step.png",
+    }
+    assert not (run / "eval").exists()
+    assert len(json.loads((out / "accuracy_by_step.json").read_text())) == 3
+    assert one_line(run_module("--run", run, "--out", out, "--backend", "vllm")).endswith(
+        "already exists: pass --force to replace it, or choose another --out"
+    )
+
+
+def test_an_out_that_would_replace_a_model_or_the_data_is_refused(tiny_model, dataset, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run / "final")
+    shutil.copytree(tiny_model, run / "ckpt" / "global_step100_hf")
+    (run / "recipe.yaml").write_text(f"eval: {{dataset: {dataset}}}\n")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for argv in (
+        ["--run", run, "--out", run],  # would put results in place of run/final
+        ["--model", run / "final", "--data", dataset, "--out", run / "final"],
+        ["--model", run / "final", "--data", dataset, "--out", dataset.parent],
+    ):
+        assert evaluate.main([*map(str, argv), "--force", "--backend", "transformers", "--max-new-tokens", "2"]) == 2
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before and dataset.is_file()
+
+
+def write_recipe(run, train, **flags):
+    """The resolved recipe the launcher saves in a run folder (launch.runs.resolve and save)."""
+    from launch import recipe, runs
+
+    base = recipe.load(REPO / "recipes/countdown/qwen2.5-1.5b-ppo-1gpu.yaml")
+    changes = {"data.prompt_dataset": train, "train.micro_batch_size": 1, "rollout.micro_batch_size": 1, **flags}
+    base = recipe.apply_overrides(base, [f"{key}={value}" for key, value in changes.items()])
+    runs.save(run, runs.resolve(base, run), "python3 -m openrlhf.cli.train_ppo_ray ...")
+
+
+STEPS = {"rollout.batch_size": 2, "train.batch_size": 2, "train.num_episodes": 2}  # with 10 training prompts: 10 steps
+
+
+def test_the_final_model_is_plotted_at_the_step_the_recipe_ends_on(dataset, tmp_path):
+    run = stand_in_run(tmp_path, dataset)
+    # 10 training prompts in rollout batches of 2 for 2 episodes: 10 steps, the final model saved after step 10
+    write_recipe(run, dataset.with_name("train.parquet"), **STEPS)
+    result = run_module("--run", run, "--data", dataset, "--backend", "vllm", "--max-new-tokens", "64")
+    assert result.returncode == 0, result.stderr
+    curve = json.loads((run / "eval" / "accuracy_by_step.json").read_text())
+    assert [(p["step"], p["final"]) for p in curve] == [(2, False), (4, False), (10, True)]
+
+
+def test_a_final_model_with_a_checkpoints_weights_gets_no_step_of_its_own(dataset, tmp_path):
+    run = stand_in_run(tmp_path, dataset)
+    write_recipe(run, dataset.with_name("train.parquet"), **STEPS)
+    shutil.copy(run / "ckpt" / "global_step4_hf" / "model.safetensors", run / "final")
+    result = run_module("--run", run, "--data", dataset, "--backend", "vllm", "--max-new-tokens", "64")
+    assert result.returncode == 0, result.stderr
+    final = json.loads((run / "eval" / "accuracy_by_step.json").read_text())[-1]
+    assert (final["step"], final["final"], final["same_weights_as"]) == (None, True, "ckpt/global_step4_hf")
+
+
+def test_a_checkpoint_saved_at_the_last_step_holds_the_final_model(dataset, tmp_path):
+    run = stand_in_run(tmp_path, dataset)
+    write_recipe(run, dataset.with_name("train.parquet"), **STEPS)  # 10 steps
+    last = stand_in_model(run / "ckpt" / "global_step10_hf", b"saved separately, same step")
+    checkpoints = {4: run / "ckpt" / "global_step4_hf", 10: last}
+    assert evaluate.final_step(run, checkpoints) == (None, last)
+    assert evaluate.final_step(run, {4: checkpoints[4]}) == (10, None)
+    (run / "recipe.yaml").write_text("recipe: {name: r}\n")  # not a resolved recipe: the step cannot be known
+    assert evaluate.final_step(run, {4: checkpoints[4]}) == (None, None)
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl"])
+def test_an_empty_dataset_is_one_line_naming_the_file(tiny_model, tmp_path, capsys, suffix):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty = tmp_path / f"test.{suffix}"
+    if suffix == "parquet":
+        pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "label": pa.array([], pa.string())}), empty)
+    else:
+        empty.write_text("")
+    out = tmp_path / "eval"
+    assert run_evaluate(tiny_model, empty, out, "--backend", "transformers") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m analysis.evaluate: error: ") and err.count("\n") == 1
+    assert f"{empty}: no rows" in err and not out.exists()
+
+
+def test_an_unwritable_out_is_never_blamed_on_the_model(dataset, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    for argv in (
+        ["--model", tmp_path / "no-model", "--data", dataset, "--out", tmp_path / "a-file" / "eval"],
+        ["--model", tmp_path / "no-model", "--data", dataset, "--out", tmp_path / "a-file"],
+    ):
+        assert evaluate.main([*map(str, argv), "--force", "--backend", "transformers"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "choose another --out" in err and "cannot load the model" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
 def test_a_runs_eval_dataset_is_every_file_of_its_list(dataset, tmp_path):
@@ -389,4 +631,5 @@ def test_evaluate_refuses_an_existing_out_before_loading_anything(tmp_path, monk
 
     (tmp_path / "eval").mkdir()
     monkeypatch.setattr(evaluate, "make_backend", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda *a: pytest.fail("a model was evaluated"))
     assert evaluate.main(["--model", "x", "--data", "y.parquet", "--out", str(tmp_path / "eval")]) == 2

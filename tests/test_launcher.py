@@ -11,7 +11,7 @@ import pytest
 from testkit import REPO, job_command, launch_dry_run, run_launch
 
 from launch import __main__ as cli
-from launch import cluster, jobs, runs, session
+from launch import cluster, jobs, runs, runtime, session
 from launch.openrlhf_cli import check
 from launch.recipe import apply_overrides, load
 
@@ -94,6 +94,7 @@ def test_resume_needs_a_run_folder(tmp_path, capsys):
 
 def test_make_train_stops_at_the_gpu_check_without_installing_anything():
     before = sorted(p.name for p in (REPO / ".venv").glob(".runtime-*")) if (REPO / ".venv").exists() else []
+    runtime_before = runtime.default_venv().exists()
     result = subprocess.run(
         ["make", "train", f"RECIPE={RECIPE.relative_to(REPO)}"],
         cwd=REPO,
@@ -107,6 +108,7 @@ def test_make_train_stops_at_the_gpu_check_without_installing_anything():
     assert "nothing was submitted" in result.stderr
     assert "installing the GPU runtime" not in result.stdout and "generating" not in result.stdout
     assert sorted(p.name for p in (REPO / ".venv").glob(".runtime-*")) == before
+    assert runtime.default_venv().exists() == runtime_before  # no GPU runtime made
     assert subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True).returncode != 0
 
 
@@ -159,7 +161,7 @@ def test_the_cluster_interpreter_is_python3_unless_given(capsys):
     assert interpreter("--address", "http://head:8265")[0] == "python3"
     chosen = interpreter("--address", "http://head:8265", "--python", "/opt/rl/.venv/bin/python")
     assert chosen == ["/opt/rl/.venv/bin/python", "-m", "openrlhf.cli.train_ppo_ray"]
-    assert interpreter()[0] == sys.executable
+    assert interpreter()[0] == runtime.python(runtime.default_venv())  # the GPU runtime's, not the tests' .venv
 
 
 def test_wandb_key_given_as_a_flag_never_reaches_the_command(monkeypatch):
@@ -248,3 +250,16 @@ def test_a_node_that_cannot_see_the_data_stops_train_before_submission(tmp_path,
     assert cli.main(args) == 1
     out = capsys.readouterr().out
     assert "FAIL  nodes    node 10.0.0.2 cannot see" in out and "data/countdown/train.parquet" in out
+
+
+def test_a_cpu_only_torch_in_the_jobs_interpreter_fails_before_any_head_starts(tmp_path, monkeypatch, capsys):
+    """The tests' own interpreter has torch's CPU build: as the job's interpreter it is a preflight failure with the
+    fix, not a crash inside Ray's actors."""
+    monkeypatch.setattr(cluster, "cluster_gpus", lambda address, python="python3": (2, None))
+    monkeypatch.setattr(cluster, "LocalHead", lambda *a, **k: pytest.fail("a Ray head was started"))
+    monkeypatch.setattr(session, "ensure_dataset", lambda recipe: None)
+    args = ["train", str(RECIPE), "--runs-dir", str(tmp_path), "--no-install", "--python", sys.executable]
+    assert cli.main(args) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL  runtime  the job's interpreter {sys.executable} has torch" in out and "CPU-only build" in out
+    assert not list(tmp_path.iterdir())  # no run folder
