@@ -74,4 +74,4 @@ $(STAMP): requirements-test.txt
 	touch $@
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-gpu

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from data_tools.output import dataset_files
 from launch import cluster, jobs, preflight, probe, runs, runtime
+from launch import install as installer
 from launch.recipe import Recipe, apply_overrides
 from reward_funcs.cli import REPO, UsageError
 
@@ -89,7 +90,7 @@ def prepare_runtime(recipe: Recipe, address: str | None, python: str, install: b
     if address is not None:
         return recipe
     venv = runtime.default_venv()
-    facts = runtime.install(venv) if install else runtime.read_manifest(venv)
+    facts = installer.install(venv) if install else runtime.read_manifest(venv)
     args = recipe.args()
     if not passes(runtime.interpreter_checks(python) + runtime.attention_checks(args, facts)):
         return None

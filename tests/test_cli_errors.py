@@ -108,6 +108,8 @@ PARSERS = [
     "analysis.report",
     "launch.__main__",
     "launch.probe",
+    "launch.runtime",
+    "analysis.smoke",
 ]
 
 

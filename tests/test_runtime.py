@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from testkit import REPO
 
-from launch import runtime
+from launch import install, runtime
 from launch.recipe import apply_overrides, load
 
 BASE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
@@ -147,7 +147,7 @@ def test_the_runtime_lives_in_its_own_venv_beside_the_test_one(monkeypatch, tmp_
 
 def test_a_new_runtime_venv_has_our_base_python_and_none_of_the_test_venvs_packages(tmp_path):
     venv = tmp_path / "gpu"
-    runtime.create_venv(venv)
+    install.create_venv(venv)
     code = "import importlib.util, json, sys; print(json.dumps([sys.base_prefix, importlib.util.find_spec('torch')]))"
     done = subprocess.run([runtime.python(venv), "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == [sys.base_prefix, None]  # our base Python; the CPU torch of .venv not seen
@@ -158,24 +158,24 @@ def test_a_new_runtime_venv_has_our_base_python_and_none_of_the_test_venvs_packa
 
 def test_the_wheel_name_follows_flash_attns_release_assets():
     facts = {"torch": "2.7.1+cu126", "cuda": "12.6", "cxx11abi": True, "python_tag": "cp311", "machine": "x86_64"}
-    name = runtime.wheel_name("2.8.3", facts)
+    name = install.wheel_name("2.8.3", facts)
     assert name == "flash_attn-2.8.3+cu12torch2.7cxx11abiTRUE-cp311-cp311-linux_x86_64.whl"
     other = {**facts, "torch": "2.6.0", "cuda": "11.8", "cxx11abi": False, "python_tag": "cp310"}
     assert (
-        runtime.wheel_name("2.8.3", other) == "flash_attn-2.8.3+cu11torch2.6cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
+        install.wheel_name("2.8.3", other) == "flash_attn-2.8.3+cu11torch2.6cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
     )
 
 
 def test_a_cpu_torch_has_no_wheel():
     facts = {"torch": "2.13.0+cpu", "cuda": None, "cxx11abi": True, "python_tag": "cp311", "machine": "x86_64"}
-    assert runtime.wheel_name("2.8.3", facts) is None
+    assert install.wheel_name("2.8.3", facts) is None
 
 
 def test_the_wheel_host_is_asked_with_a_head_and_the_file_is_never_fetched(wheel_host):
     wheel_host.assets = {"/wheels/there.whl": 200, "/wheels/moved.whl": 302}
-    assert runtime.wheel_available(wheel_host.url + "there.whl") == (True, "HTTP 200")
-    assert runtime.wheel_available(wheel_host.url + "moved.whl")[0] is True
-    assert runtime.wheel_available(wheel_host.url + "absent.whl") == (False, "HTTP 404")
+    assert install.wheel_available(wheel_host.url + "there.whl") == (True, "HTTP 200")
+    assert install.wheel_available(wheel_host.url + "moved.whl")[0] is True
+    assert install.wheel_available(wheel_host.url + "absent.whl") == (False, "HTTP 404")
     assert wheel_host.requests == [
         ("HEAD", "/wheels/there.whl"),
         ("HEAD", "/wheels/moved.whl"),
@@ -185,12 +185,12 @@ def test_the_wheel_host_is_asked_with_a_head_and_the_file_is_never_fetched(wheel
 
 def test_a_host_that_refuses_head_is_asked_for_one_byte(wheel_host):
     wheel_host.assets = {"/wheels/x.whl": 405}
-    assert runtime.wheel_available(wheel_host.url + "x.whl")[0] is True
+    assert install.wheel_available(wheel_host.url + "x.whl")[0] is True
     assert [m for m, _ in wheel_host.requests] == ["HEAD", "GET"]
 
 
 def test_an_unreachable_host_means_no_wheel():
-    found, answer = runtime.wheel_available("http://127.0.0.1:9/x.whl", timeout=5)
+    found, answer = install.wheel_available("http://127.0.0.1:9/x.whl", timeout=5)
     assert not found and answer.startswith("unreachable")
 
 
@@ -198,7 +198,7 @@ def test_an_unreachable_host_means_no_wheel():
 
 
 def test_openrlhf_goes_in_without_deps_and_nothing_pulls_flash_attn():
-    specs = runtime.runtime_specs(
+    specs = install.runtime_specs(
         runtime._read_requirements(runtime.REQUIREMENTS), importlib.metadata.requires("openrlhf")
     )
     names = [s.split("[")[0].split("=")[0].split(">")[0].split(";")[0] for s in specs]
@@ -212,7 +212,7 @@ def test_a_matching_wheel_is_installed_and_recorded(tmp_path, monkeypatch, wheel
     venv = stand_in_venv(tmp_path / "gpu")
     wheel_host.assets = {f"/wheels/{WHEEL}": 200}
     monkeypatch.setenv(runtime.WHEELS_ENV, wheel_host.url)
-    manifest = runtime.install(venv)
+    manifest = install.install(venv)
     calls = [c["argv"] for c in pip_calls(venv)]
     assert calls[1] == ["install", "--no-deps", "openrlhf==0.11.2"]
     assert "vllm==0.29.0" in calls[2] and not any("flash" in a for a in calls[2])
@@ -226,7 +226,7 @@ def test_a_matching_wheel_is_installed_and_recorded(tmp_path, monkeypatch, wheel
 def test_without_a_wheel_flash_attn_is_left_out_and_the_manifest_says_why(tmp_path, monkeypatch, wheel_host):
     venv = stand_in_venv(tmp_path / "gpu", torch="2.11.0+cu129")
     monkeypatch.setenv(runtime.WHEELS_ENV, wheel_host.url)
-    manifest = runtime.install(venv)
+    manifest = install.install(venv)
     assert not any("flash" in a for c in pip_calls(venv) for a in c["argv"])
     flash = manifest["flash_attn"]
     assert not flash["installed"] and manifest["attn_implementation"] == "sdpa"
@@ -238,12 +238,12 @@ def test_the_install_runs_once_per_content(tmp_path):
     venv = stand_in_venv(tmp_path / "gpu")
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(runtime.REQUIREMENTS.read_text())
-    runtime.install(venv, requirements=requirements)
+    install.install(venv, requirements=requirements)
     first = len(pip_calls(venv))
-    runtime.install(venv, requirements=requirements)
+    install.install(venv, requirements=requirements)
     assert len(pip_calls(venv)) == first
     requirements.write_text(requirements.read_text() + "sentencepiece\n")
-    runtime.install(venv, requirements=requirements)
+    install.install(venv, requirements=requirements)
     assert len(pip_calls(venv)) > first and "sentencepiece" in pip_calls(venv)[-1]["argv"]
 
 
@@ -251,11 +251,11 @@ def test_a_failed_install_claims_nothing_and_says_what_to_do(tmp_path):
     venv = stand_in_venv(tmp_path / "gpu", fail_on="sentencepiece")
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(runtime.REQUIREMENTS.read_text())
-    runtime.install(venv, requirements=requirements)  # succeeds: nothing asks for sentencepiece yet
+    install.install(venv, requirements=requirements)  # succeeds: nothing asks for sentencepiece yet
     assert runtime.read_manifest(venv)
     requirements.write_text(requirements.read_text() + "sentencepiece\n")
     with pytest.raises(runtime.InstallError) as error:
-        runtime.install(venv, requirements=requirements)
+        install.install(venv, requirements=requirements)
     message = str(error.value)
     assert "\n" not in message
     assert message.startswith("installing the GPU runtime failed at requirements.txt and openrlhf's requirements")
@@ -267,14 +267,14 @@ def test_a_failed_install_claims_nothing_and_says_what_to_do(tmp_path):
 def test_a_cpu_torch_from_pip_fails_the_install(tmp_path):
     venv = stand_in_venv(tmp_path / "gpu", torch="2.11.0+cpu")
     with pytest.raises(runtime.InstallError, match="a build without CUDA"):
-        runtime.install(venv, pip_args=["--index-url", "https://download.pytorch.org/whl/cpu"])
+        install.install(venv, pip_args=["--index-url", "https://download.pytorch.org/whl/cpu"])
     assert runtime.read_manifest(venv) is None
 
 
 def test_a_venv_made_by_another_python_is_refused_before_pip_runs(tmp_path):
     venv = stand_in_venv(tmp_path / "gpu", version="3.10.4")
     with pytest.raises(runtime.InstallError, match="made with Python 3.10.4"):
-        runtime.install(venv)
+        install.install(venv)
     assert pip_calls(venv) == []
 
 
@@ -282,7 +282,7 @@ def test_a_wheel_that_does_not_import_is_removed_and_sdpa_recorded(tmp_path, mon
     venv = stand_in_venv(tmp_path / "gpu", flash_attn_breaks=True)
     wheel_host.assets = {f"/wheels/{WHEEL}": 200}
     monkeypatch.setenv(runtime.WHEELS_ENV, wheel_host.url)
-    manifest = runtime.install(venv)
+    manifest = install.install(venv)
     assert pip_calls(venv)[-1]["argv"] == ["uninstall", "-y", "flash-attn"]
     assert not manifest["flash_attn"]["installed"] and "does not import" in manifest["flash_attn"]["reason"]
     assert manifest["attn_implementation"] == "sdpa"
@@ -290,30 +290,30 @@ def test_a_wheel_that_does_not_import_is_removed_and_sdpa_recorded(tmp_path, mon
 
 def test_a_flash_attn_left_over_for_another_torch_is_removed(tmp_path):
     venv = stand_in_venv(tmp_path / "gpu", flash_attn_breaks=True, state={"flash_attn": "2.8.3"})
-    manifest = runtime.install(venv)
+    manifest = install.install(venv)
     assert ["uninstall", "-y", "flash-attn"] in [c["argv"] for c in pip_calls(venv)]
     assert not manifest["flash_attn"]["installed"]
 
 
 def test_a_working_flash_attn_is_kept(tmp_path):
     venv = stand_in_venv(tmp_path / "gpu", state={"flash_attn": "2.8.3"})
-    manifest = runtime.install(venv)
+    manifest = install.install(venv)
     assert not any("flash" in a for c in pip_calls(venv) for a in c["argv"])
     assert manifest["flash_attn"]["installed"] and manifest["flash_attn"]["source"] == "already installed"
 
 
 def test_another_working_flash_attn_is_kept_when_no_wheel_replaces_it(tmp_path):
     venv = stand_in_venv(tmp_path / "gpu", state={"flash_attn": "2.7.4"})
-    flash = runtime.install(venv)["flash_attn"]
+    flash = install.install(venv)["flash_attn"]
     assert flash["installed"] and flash["version"] == "2.7.4" and "pins 2.8.3" in flash["source"]
 
 
 def test_building_needs_the_cuda_toolkit(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setattr(runtime, "DEFAULT_CUDA_HOME", str(tmp_path / "no-cuda"))
+    monkeypatch.setattr(install, "DEFAULT_CUDA_HOME", str(tmp_path / "no-cuda"))
     venv = stand_in_venv(tmp_path / "gpu")
     with pytest.raises(runtime.InstallError, match="needs the CUDA toolkit"):
-        runtime.install(venv, build_flash_attn=True)
+        install.install(venv, build_flash_attn=True)
     assert not any("--no-build-isolation" in c["argv"] for c in pip_calls(venv))
 
 
@@ -325,7 +325,7 @@ def test_building_installs_its_tools_first_and_bounds_the_jobs(tmp_path, monkeyp
     monkeypatch.setenv("MAX_JOBS", "512")
     monkeypatch.setenv(runtime.BUILD_ENV, "1")
     venv = stand_in_venv(tmp_path / "gpu", torch="2.11.0+cu129")
-    manifest = runtime.install(venv)
+    manifest = install.install(venv)
     calls = pip_calls(venv)
     assert calls[-2]["argv"] == ["install", "wheel", "ninja", "packaging", "psutil"]
     assert calls[-1]["argv"] == ["install", "--no-build-isolation", "--no-deps", "flash-attn==2.8.3"]
@@ -458,7 +458,7 @@ def test_the_runtime_venv_is_kept_out_of_rays_working_dir_upload(tmp_path):
     (repo / "launch").mkdir(parents=True)
     (repo / "launch" / "x.py").write_text("")
     venv = stand_in_venv(repo / ".venv-gpu")
-    runtime.install(venv)
+    install.install(venv)
     shipped = []
     _dir_travel(repo, [], shipped.append, include_gitignore=True)
     assert repo / "launch" / "x.py" in shipped
