@@ -36,25 +36,26 @@ bench: $(STAMP)
 	$(PY) -m bench.countdown_data
 	$(PY) -m bench.reward_service
 
+# Launcher lines are not echoed: ARGS may hold a secret (--set logger.wandb.key=...).
 # make train RECIPE=recipes/countdown/qwen2.5-3b-ppo.yaml [ARGS="--set actor.adam.lr=5e-7 --dry-run"]
 # Preflight runs first; the GPU runtime (requirements.txt) is installed only once it has passed.
 train: $(STAMP)
 	@test -n "$(RECIPE)$(RESUME)" || { echo "make train: give RECIPE=recipes/... (or RESUME=runs/...)"; exit 2; }
-	$(PY) -m launch train $(RECIPE) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+	@$(PY) -m launch train $(RECIPE) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 # make smoke RECIPE=recipes/countdown/qwen2.5-3b-ppo.yaml: the same recipe for a few steps, then a table of what
 # worked, how fast, and what the full run will take. Run it first on a new node.
 smoke: $(STAMP)
 	@test -n "$(RECIPE)" || { echo "make smoke: give RECIPE=recipes/..."; exit 2; }
-	$(PY) -m launch smoke $(RECIPE) $(ARGS)
+	@$(PY) -m launch smoke $(RECIPE) $(ARGS)
 
 preflight: $(STAMP)
 	@test -n "$(RECIPE)" || { echo "make preflight: give RECIPE=recipes/..."; exit 2; }
-	$(PY) -m launch preflight $(RECIPE) $(ARGS)
+	@$(PY) -m launch preflight $(RECIPE) $(ARGS)
 
 sweep: $(STAMP)
 	@test -n "$(ABLATION)" || { echo "make sweep: give ABLATION=recipes/ablations/..."; exit 2; }
-	$(PY) -m launch sweep $(ABLATION) $(ARGS)
+	@$(PY) -m launch sweep $(ABLATION) $(ARGS)
 
 data: $(STAMP)
 	$(PY) -m data_tools.countdown --out data/countdown

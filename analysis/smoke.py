@@ -5,7 +5,8 @@ OpenRLHF splits it, generated tokens/s, peak GPU memory, and the full recipe's p
 
 Reads the run folder as the smoke run writes it: `smoke.jsonl` (the stages), `gpu_memory.jsonl` (nvidia-smi
 polls), `recipe.yaml` (`recipe.smoke`: the full recipe's steps and GPUs) and the TensorBoard logs OpenRLHF
-writes (`train/timing/*`, `train/rollout/*`); writes `smoke.md` beside them and prints it.
+writes for the first job (`tensorboard/train`: `train/timing/*`, `train/rollout/*`; the resumed job starts cold);
+writes `smoke.md` beside them and prints it. Exit status 0 only when every stage ran and passed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from reward_funcs import cli
 
 PROG = "python -m analysis.smoke"
 PARTS = ("generation", "make_experience", "ppo_train", "broadcast")  # OpenRLHF's timing/* of one step
+STAGES = ("preflight", "train", "resume", "evaluate")  # what a smoke run that got through did
+TIMED_JOB = "train"  # the TensorBoard folder of the first job: the resumed one starts cold
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -74,7 +77,11 @@ def build(run: Path) -> str:
         raise cli.UsageError(f"{run} has no smoke.jsonl: pass the folder of a smoke run (runs/<recipe>-smoke/...)")
     lines = [f"# Smoke run of {full.get('recipe', run.parent.name)}", "", "| stage | status | |", "|---|---|---|"]
     lines += [f"| {s['stage']} | {s['status']} | {s['line']} |" for s in stages]
-    series = read_scalars(run / "tensorboard") if (run / "tensorboard").is_dir() else {}
+    done = {s["stage"] for s in stages}
+    missing = [stage for stage in STAGES if stage not in done]
+    lines += [f"| {stage} | - | did not run |" for stage in missing]
+    logs = run / "tensorboard" / TIMED_JOB
+    series = read_scalars(logs) if logs.is_dir() else {}
     times = step_times(series)
     if times:
         total = times.get("step_total") or sum(times.get(p, 0.0) for p in PARTS)
@@ -95,7 +102,12 @@ def build(run: Path) -> str:
             "not counted)"
         )
     failed = [s["stage"] for s in stages if s["status"] == "FAIL"]
-    lines += ["", f"Smoke run FAILED at: {', '.join(failed)}" if failed else "Smoke run passed: every stage ok."]
+    if failed:
+        lines += ["", f"Smoke run FAILED at: {', '.join(failed)}"]
+    elif missing:
+        lines += ["", f"Smoke run INCOMPLETE: {', '.join(missing)} did not run"]
+    else:
+        lines += ["", "Smoke run passed: every stage ok."]
     return "\n".join(lines) + "\n"
 
 

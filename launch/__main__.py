@@ -51,6 +51,8 @@ def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
     python = jobs.python_for(args.address, args.python)
     run = resume or runs.next_run_dir(args.runs_dir, recipe.name)
     resolved = runs.resolve(recipe, run, reward_urls=services and services.urls, resume=resume is not None)
+    if args.address:  # the probe checks that every node sees the data: make it first
+        session.ensure_dataset(resolved)
     gpus, memory, nodes = session.cluster_facts(args.address, resolved, python)
     # Cheap checks first: a machine that cannot train fails here, before any data is made or anything installed.
     config, parsed = preflight.check_config(resolved, gpus, memory)
@@ -63,7 +65,7 @@ def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
         resolved = session.prepare_runtime(resolved, args.address, python, install=not args.no_install)
         if resolved is None:
             return 1
-        with session.ray_head(args.address, gpus) as address:
+        with session.ray_head(args.address, gpus, python) as address:
             status, _ = session.submit_run(resolved, run, address, python, new_folder=resume is None)
     return 0 if status == "SUCCEEDED" else 1
 
@@ -111,8 +113,8 @@ def _common(p, dry_run: bool = True) -> None:
     p.add_argument(
         "--python",
         default=None,
-        help="the interpreter with openrlhf on the cluster's nodes (default: python3 on a cluster, this one "
-        "for a local head)",
+        help="the job's interpreter, with the GPU runtime (default: python3 on a cluster; for a head started here, "
+        ".venv-gpu's, installed on first use; the head runs from this interpreter's environment)",
     )
     cli.add_runs_dir(p)
     if dry_run:

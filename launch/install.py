@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,11 @@ def runtime_specs(requirements: list[Requirement], openrlhf_requires: list[str])
     return list(dict.fromkeys(specs))
 
 
+def masked_args(args) -> list[str]:
+    """`args` with the password of any URL (an index's `https://user:password@host/...`) replaced by ***."""
+    return [re.sub(r"(://[^/@:\s]+:)[^/@\s]+@", r"\1***@", str(a)) for a in args]
+
+
 def install_key(requirements: Path, build_flash_attn: bool, wheels: str, pip_args: list[str]) -> str:
     """A hash of everything the install depends on: a change to any of them redoes it."""
     content = {
@@ -135,7 +141,7 @@ def _forget(venv: Path) -> None:
 
 
 def _run(step: str, command: list[str], venv: Path, fix: str = "", **env: str) -> None:
-    print(f"runtime: {step}: {' '.join(command[1:])}", flush=True)
+    print(f"runtime: {step}: {' '.join(masked_args(command[1:]))}", flush=True)
     status = subprocess.run(command, env=_clean_env(**env)).returncode
     if status:
         raise InstallError(
@@ -262,7 +268,7 @@ def _check_installed(facts: dict, requirements: list[Requirement], pip_args: lis
     if not facts.get("torch") or not facts.get("cuda"):
         raise InstallError(
             f"pip installed torch {facts.get('torch')}, a build without CUDA: drop pip arguments that select a CPU "
-            f"index ({' '.join(pip_args) or 'none given'}) and run again"
+            f"index ({' '.join(masked_args(pip_args)) or 'none given'}) and run again"
         )
 
 
@@ -312,7 +318,7 @@ def install(
             **{k: facts[k] for k in ("capability", "cxx11abi", "vllm", "openrlhf")},
             "flash_attn": flash,
             "attn_implementation": "flash_attention_2" if flash["installed"] else "sdpa",
-            "pip_args": list(pip_args),
+            "pip_args": masked_args(pip_args),
             "installed": specs,
         }
         partial = venv / f"{MANIFEST}.partial"

@@ -70,6 +70,7 @@ def python_for(address: str | None, python: str | None = None) -> str:
 # string, and sh splits it into exactly our argv.
 
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
+_PATH = _PLAIN - {"=", "@", "%", "+", ":", ","}
 
 
 def sh_word(value: str) -> str:
@@ -91,8 +92,12 @@ def sh_word(value: str) -> str:
 
 
 def entry_words(python: str, argv: list[str], module: str = ENTRYPOINT_MODULE) -> list[str]:
-    """The job's command, `python -m module argv`, as `ray job submit -- WORDS` takes it."""
-    return " ".join(sh_word(w) for w in [python, "-m", module, *argv]).split(" ")
+    """The job's command, `python -m module argv`, as `ray job submit -- WORDS` takes it. The interpreter is quoted
+    whenever it holds more than a path's characters (sh would read `A=1` as an assignment)."""
+    program = sh_word(python)
+    if program == python and not ("/" in python and set(python) <= _PATH):  # bare, and not plainly a path
+        program = f"'{python}'"
+    return " ".join([program, *(sh_word(w) for w in ["-m", module, *argv])]).split(" ")
 
 
 def entrypoint(python: str, argv: list[str], module: str = ENTRYPOINT_MODULE) -> str:

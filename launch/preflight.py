@@ -21,11 +21,12 @@ import tempfile
 from pathlib import Path
 
 from data_tools.output import count_rows, dataset_files
-from launch import estimates, models
+from launch import estimates, jobs, models
 from launch.check import Check, fail, failed, ok, warn
 from launch.data_checks import check_data, check_http_reward
 from launch.openrlhf_cli import CommandLineError
 from launch.recipe import Recipe
+from reward_funcs.cli import UsageError
 
 __all__ = ["Check", "failed", "run"]
 
@@ -296,8 +297,11 @@ def check_flags(recipe: Recipe) -> tuple[list[Check], object]:
         return [fail("flags", message)], None
     try:
         args = recipe.args()
+        jobs.entrypoint("python3", recipe.argv())  # every value can go through a shell command
     except CommandLineError as e:
         return [fail("flags", f"OpenRLHF 0.11.2 refuses the recipe: {e}")], None
+    except UsageError as e:
+        return [fail("flags", str(e))], None
     count = sum(t.startswith("--") for t in recipe.argv())
     return [ok("flags", f"{count} flags accepted by OpenRLHF 0.11.2's parser")], args
 

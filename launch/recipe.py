@@ -108,7 +108,10 @@ def set_dotted(tree: dict, dotted: str, value) -> dict:
 
 def _value(text: str):
     """YAML's reading of `text`, except that numbers such as 5e-7 (a string to YAML 1.1) are numbers."""
-    value = yaml.safe_load(text) if text else None
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:  # not YAML (a tab, an unclosed bracket...): the text as it is
+        return text
     if isinstance(value, str):
         try:
             return float(value) if any(c in value.lower() for c in ".e") else int(value)

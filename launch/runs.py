@@ -58,11 +58,18 @@ def _set(flags: dict, dotted: str, value) -> None:
 
 
 def resolve(
-    recipe: Recipe, run: Path, *, reward_urls: list[str] | None = None, resume: bool = False, repo: Path = REPO
+    recipe: Recipe,
+    run: Path,
+    *,
+    reward_urls: list[str] | None = None,
+    resume: bool = False,
+    wandb: bool = True,
+    repo: Path = REPO,
 ) -> Recipe:
     """The recipe as run `run` submits it. Data paths become absolute (the job runs in Ray's copy of the
     repository); checkpoints, logs and the final model go into `run`; `reward_urls` (services started for this
-    run) replace reward.remote_url; a W&B key given in the recipe moves to the job's environment."""
+    run) replace reward.remote_url; a W&B key given in the recipe moves to the job's environment, and W&B logging
+    is on whenever a key is at hand (`wandb=False`: never, as for smoke runs)."""
     flags = copy.deepcopy(recipe.flags)
     meta, secrets = _take_secrets(recipe.meta, dict(recipe.secrets))
     for key in ("data.prompt_dataset", "eval.dataset"):
@@ -73,17 +80,27 @@ def resolve(
     _set(flags, "ckpt.path", str(run / "ckpt"))
     _set(flags, "ckpt.output_dir", str(run / "final"))
     _set(flags, "logger.tensorboard_dir", str(run / "tensorboard"))
-    key = recipe.get("logger.wandb.key")
-    if key not in (None, False, WANDB_PLACEHOLDER):
-        secrets["WANDB_API_KEY"] = str(key)  # a key never goes on a command line or into a saved file
-    if secrets.get("WANDB_API_KEY") or os.environ.get("WANDB_API_KEY"):
-        _set(flags, "logger.wandb.key", WANDB_PLACEHOLDER)
-        _set(flags, "logger.wandb.run_name", f"{recipe.name}-{run.name}")
-        flags["logger"]["wandb"].setdefault("project", WANDB_PROJECT)
+    if wandb:
+        _wandb(flags, recipe, run, secrets)
+    else:
+        flags.get("logger", {}).get("wandb", {}).pop("key", None)
     if resume:
         _set(flags, "ckpt.load_enable", True)
     flags = {**{k: v for k, v in flags.items() if k not in RUN_GROUPS}, **{k: flags[k] for k in RUN_GROUPS}}
     return Recipe(recipe.name, recipe.path, flags, {**meta, "run_dir": str(run)}, secrets)
+
+
+def _wandb(flags: dict, recipe: Recipe, run: Path, secrets: dict) -> None:
+    """W&B's key into `secrets` and the placeholder OpenRLHF reads as "from the environment" into `flags`."""
+    key = recipe.get("logger.wandb.key")
+    if key not in (None, False, WANDB_PLACEHOLDER):
+        secrets["WANDB_API_KEY"] = str(key)  # a key never goes on a command line or into a saved file
+    if key == WANDB_PLACEHOLDER and not (secrets.get("WANDB_API_KEY") or os.environ.get("WANDB_API_KEY")):
+        raise RecipeError("this run logs to W&B and its key is never saved: export WANDB_API_KEY=... and run again")
+    if secrets.get("WANDB_API_KEY") or os.environ.get("WANDB_API_KEY"):
+        _set(flags, "logger.wandb.key", WANDB_PLACEHOLDER)
+        flags["logger"]["wandb"].setdefault("run_name", f"{recipe.name}-{run.name}")
+        flags["logger"]["wandb"].setdefault("project", WANDB_PROJECT)
 
 
 def _take_secrets(meta: dict, secrets: dict) -> tuple[dict, dict]:

@@ -5,6 +5,7 @@ when no cluster is named), and its jobs, each followed to its end. Used by `laun
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 from collections import deque
@@ -13,6 +14,7 @@ from pathlib import Path
 from data_tools.output import dataset_files
 from launch import cluster, jobs, preflight, probe, runs, runtime
 from launch import install as installer
+from launch.check import fail
 from launch.recipe import Recipe, apply_overrides
 from reward_funcs.cli import REPO, UsageError
 
@@ -83,30 +85,43 @@ def running(services: jobs.RewardServices | None):
             services.stop()
 
 
+def ray_beside(python: str) -> Path:
+    """The `ray` of the environment `python` belongs to: the local head runs from the job's environment, so that
+    Ray's workers (OpenRLHF's actors) have what the job has."""
+    return Path(shutil.which(python) or python).with_name("ray")
+
+
 def prepare_runtime(recipe: Recipe, address: str | None, python: str, install: bool) -> Recipe | None:
-    """For a head started here: the GPU runtime installed (unless `install` is off), the job's interpreter able to
-    train, and attention switched to sdpa when flash-attn is not usable; the recipe as it will run, or None when
-    a check failed (printed). On a cluster the probe has checked every node: nothing to do."""
+    """For a head started here: the GPU runtime installed when the job uses it (unless `install` is off), the
+    job's interpreter able to train with a `ray` beside it, and attention switched to sdpa when flash-attn is not
+    usable there; the recipe as it will run, or None when a check failed (printed). On a cluster the probe has
+    checked every node: nothing to do."""
     if address is not None:
         return recipe
     venv = runtime.default_venv()
-    facts = installer.install(venv) if install else runtime.read_manifest(venv)
+    own = python == runtime.python(venv)  # not --python
+    facts = (installer.install(venv) if install else runtime.read_manifest(venv)) if own else None
+    checks = runtime.interpreter_checks(python)
+    if not own and not preflight.failed(checks):
+        facts = runtime.probe(python)
+    if not ray_beside(python).exists():
+        checks.append(fail("runtime", f"no ray beside {python}: the local Ray head runs from the job's environment"))
     args = recipe.args()
-    if not passes(runtime.interpreter_checks(python) + runtime.attention_checks(args, facts)):
+    if not passes(checks + runtime.attention_checks(args, facts)):
         return None
     override = runtime.attention_override(args, facts) or {}
     return apply_overrides(recipe, [f"{k}={v}" for k, v in override.items()]) if override else recipe
 
 
 @contextlib.contextmanager
-def ray_head(address: str | None, gpus: int):
-    """The cluster's address: `address`, or a head started here, from the GPU runtime when it is installed, and
-    stopped when the block ends."""
+def ray_head(address: str | None, gpus: int, python: str):
+    """The cluster's address: `address`, or a head started here from the job's environment (`python`'s), stopped
+    when the block ends."""
     if address is not None:
         yield address
         return
-    venv = runtime.default_venv()
-    head = cluster.LocalHead(gpus, ray_bin=runtime.ray_bin(venv) if Path(runtime.ray_bin(venv)).exists() else None)
+    ray = ray_beside(python)
+    head = cluster.LocalHead(gpus, ray_bin=str(ray) if ray.exists() else None)
     try:
         address = head.start()
     except RuntimeError as e:
@@ -119,17 +134,26 @@ def ray_head(address: str | None, gpus: int):
 
 
 class Tail:
-    """Writes through to stdout and keeps the last lines, to name what a failed job said last."""
+    """Writes through to stdout, keeps the last lines (to name what a failed job said last), and notes which of the
+    `watch` phrases the job printed at any point."""
 
-    def __init__(self, keep: int = 200):
+    def __init__(self, keep: int = 200, watch: tuple[str, ...] = ()):
         self.lines: deque[str] = deque(maxlen=keep)
+        self.watch, self.found = watch, set()
+        self._carry = ""  # the end of the last chunk: a phrase may be split between two
 
     def write(self, text: str) -> None:
         sys.stdout.write(text)
         self.lines.extend(line for line in text.splitlines() if line.strip())
+        window = self._carry + text
+        self.found.update(phrase for phrase in self.watch if phrase in window)
+        self._carry = window[-max((len(p) for p in self.watch), default=0) :] if self.watch else ""
 
     def flush(self) -> None:
         sys.stdout.flush()
+
+    def saw(self, phrase: str) -> bool:
+        return phrase in self.found
 
     def last_error(self) -> str:
         """The last line that reads like an error, else the last line."""
@@ -138,7 +162,9 @@ class Tail:
         return (found or list(self.lines) or ["(the job printed nothing)"])[-1].strip()[:300]
 
 
-def submit_run(recipe: Recipe, run: Path, address: str, python: str, new_folder: bool = True) -> tuple[str, Tail]:
+def submit_run(
+    recipe: Recipe, run: Path, address: str, python: str, new_folder: bool = True, watch: tuple[str, ...] = ()
+) -> tuple[str, Tail]:
     """Keep the resolved recipe in `run`, submit it, follow the job; (its final status, what it printed last)."""
     try:
         run.mkdir(parents=True, exist_ok=not new_folder)
@@ -149,7 +175,7 @@ def submit_run(recipe: Recipe, run: Path, address: str, python: str, new_folder:
     job = jobs.submit(address, jobs.entrypoint(python, recipe.argv()), env)
     runs.add_job(run, {"job_id": job, "address": address, "env_vars": sorted(env["env_vars"])})
     print(f"submitted {job}; run folder {run}", flush=True)
-    tail = Tail()
+    tail = Tail(watch=watch)
     status = jobs.follow(address, job, tail)
     print(f"job {job} {status}", flush=True)
     return status, tail

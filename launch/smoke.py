@@ -24,13 +24,16 @@ from pathlib import Path
 
 from data_tools.output import count_rows, dataset_files, read_rows
 from launch import estimates, jobs, preflight, runs, session
-from launch.recipe import Recipe, merge
+from launch.recipe import Recipe, apply_overrides, merge
 from reward_funcs.cli import REPO, UsageError
 
 STEPS = 3  # training steps of the first job
 SAVE_AT = 2  # the step evaluated and checkpointed; the resume runs the steps after it again
 EVAL_PROMPTS = 32
 STAGE_LOG = "smoke.jsonl"
+LOADED = (
+    "checkpoint_states"  # what OpenRLHF's trainer logs when it loads a checkpoint (PPOTrainer.init_checkpoint_states)
+)
 GPU_LOG = "gpu_memory.jsonl"
 
 
@@ -58,13 +61,15 @@ def write_eval_slice(recipe: Recipe, folder: Path, repo: Path = REPO) -> Path:
 
 def derive(recipe: Recipe, eval_slice: Path, full: dict) -> Recipe:
     """The smoke version of `recipe`: only what makes it short changes (steps, data, evaluation, checkpoints)."""
-    batch = recipe.get("rollout.batch_size") or 1
+    batch = recipe.args().rollout.batch_size  # OpenRLHF's default when the recipe leaves it out
     changes = {
         "train": {"num_episodes": 1},
         "data": {"max_samples": STEPS * batch},  # OpenRLHF caps the prompts (train and eval) at this
         "eval": {"dataset": str(eval_slice), "steps": SAVE_AT},
-        "ckpt": {"save_steps": SAVE_AT, "save_hf": True, "max_num": 1, "best_metric_key": "none"},
-        "logger": {"logging_steps": 1, "wandb": None},  # smoke runs stay out of W&B
+        # the resume needs the DeepSpeed checkpoint; no best-model copies
+        "ckpt": {"save_steps": SAVE_AT, "save_hf": True, "max_num": 1, "best_metric_key": "none", "disable_ds": None},
+        # out of W&B; the run name only names each job's TensorBoard folder (tensorboard/train, tensorboard/resume)
+        "logger": {"logging_steps": 1, "wandb": {"key": None, "run_name": "train"}},
     }
     meta = {**recipe.meta, "name": f"{recipe.name}-smoke", "smoke": full}
     return Recipe(f"{recipe.name}-smoke", recipe.path, merge(recipe.flags, changes), meta, dict(recipe.secrets))
@@ -111,8 +116,12 @@ class GpuPoller:
             now = time.time()
             with open(self.path, "a", encoding="utf-8") as f:
                 for line in out.splitlines():
-                    index, used = (part.strip() for part in line.split(","))
-                    f.write(json.dumps({"time": now, "gpu": int(index), "used_mib": float(used)}) + "\n")
+                    try:
+                        index, used = (part.strip() for part in line.split(","))
+                        poll = {"time": now, "gpu": int(index), "used_mib": float(used)}
+                    except ValueError:  # "[N/A]", or an error message: not a reading
+                        continue
+                    f.write(json.dumps(poll) + "\n")
             if self._stop.wait(self.every):
                 return
 
@@ -131,28 +140,41 @@ def run_smoke(recipe: Recipe, args, repo: Path = REPO) -> int:
     """Check, train STEPS steps, resume from the step-SAVE_AT checkpoint, evaluate it, and print the table."""
     services = session.reward_services(recipe, args.address)
     python = jobs.python_for(args.address, args.python)
+    run = runs.next_run_dir(args.runs_dir, f"{recipe.name}-smoke")
+    if not session.passes(preflight.check_runs_dir(runs.resolve(recipe, run, wandb=False))):
+        return 1
     session.ensure_dataset(recipe)
     full = full_run(recipe, repo)
-    run = runs.next_run_dir(args.runs_dir, f"{recipe.name}-smoke")
     run.mkdir(parents=True)
     log = StageLog(run)
     eval_slice = write_eval_slice(recipe, run / "data", repo)
-    resolved = runs.resolve(derive(recipe, eval_slice, full), run, reward_urls=services and services.urls)
+    resolved = runs.resolve(derive(recipe, eval_slice, full), run, reward_urls=services and services.urls, wandb=False)
     runs.save(run, resolved, "(nothing submitted yet)")  # the table reads the full run's figures from it
+    try:
+        _check_and_run(log, resolved, run, args, python, services, eval_slice, repo)
+    except (UsageError, KeyboardInterrupt) as e:  # recorded, so that the table says where it stopped
+        log.record("stopped", "FAIL", str(e) or "interrupted (Ctrl-C)")
+        if isinstance(e, KeyboardInterrupt):
+            raise
+    finally:
+        table = subprocess.run([sys.executable, "-m", "analysis.smoke", str(run), "--force"], cwd=repo)
+    return table.returncode
+
+
+def _check_and_run(log, resolved: Recipe, run: Path, args, python: str, services, eval_slice: Path, repo) -> None:
     gpus, memory, nodes = session.cluster_facts(args.address, resolved, python)
     config, parsed = preflight.check_config(resolved, gpus, memory)
     config += nodes
     with session.running(services):
         checks = config if preflight.failed(config) else config + preflight.check_files(resolved, parsed, repo)
-        if _preflight_stage(log, checks):
-            resolved = session.prepare_runtime(resolved, args.address, python, install=not args.no_install)
-            if resolved is None:
-                log.record("runtime", "FAIL", "the GPU runtime cannot run the job (see the lines above)")
-            else:
-                with session.ray_head(args.address, gpus) as address, GpuPoller(run):
-                    _jobs(log, resolved, run, address, python, eval_slice)
-    table = subprocess.run([sys.executable, "-m", "analysis.smoke", str(run), "--force"], cwd=repo)
-    return table.returncode
+        if not _preflight_stage(log, checks):
+            return
+        prepared = session.prepare_runtime(resolved, args.address, python, install=not args.no_install)
+        if prepared is None:
+            log.record("runtime", "FAIL", "the GPU runtime cannot run the job (see the lines above)")
+            return
+        with session.ray_head(args.address, gpus, python) as address, GpuPoller(run):
+            _jobs(log, prepared, run, address, python, eval_slice)
 
 
 def _preflight_stage(log: StageLog, checks) -> bool:
@@ -177,8 +199,11 @@ def _jobs(log: StageLog, resolved: Recipe, run: Path, address: str, python: str,
     if not _stage(log, "train", started, status, tail, f"{STEPS} steps"):
         return
     started = time.monotonic()
-    resumed = runs.resolve(resolved, run, resume=True)
-    status, tail = session.submit_run(resumed, run, address, python, new_folder=False)
+    resumed = runs.resolve(apply_overrides(resolved, ["logger.wandb.run_name=resume"]), run, resume=True, wandb=False)
+    status, tail = session.submit_run(resumed, run, address, python, new_folder=False, watch=(LOADED,))
+    if status == "SUCCEEDED" and not tail.saw(LOADED):
+        status = f"SUCCEEDED without loading the checkpoint (no {LOADED!r} in its log)"
+        tail.lines.append(f"the resumed job never said {LOADED!r}: it trained from the start")
     _stage(log, "resume", started, status, tail, f"resumed from the step-{SAVE_AT} checkpoint")
     started = time.monotonic()
     entry = jobs.entrypoint(python, evaluate_command(run, eval_slice), module="analysis.evaluate")

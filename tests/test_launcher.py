@@ -206,8 +206,12 @@ def test_secrets_reach_the_job_only(tmp_path, monkeypatch, capsys):
     assert "needs the secret DB_PASSWORD, HF_TOKEN, MY_API_KEY, SOME_SECRET" in capsys.readouterr().err
     for name in ("HF_TOKEN", "MY_API_KEY", "DB_PASSWORD", "SOME_SECRET"):
         monkeypatch.setenv(name, "from-shell")
+    assert cli.main(["train", "--resume", str(run), "--address", "http://127.0.0.1:1"]) == 2
+    assert "export WANDB_API_KEY=" in capsys.readouterr().err  # the W&B key given in the recipe is not saved either
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-from-shell")
     assert cli.main(["train", "--resume", str(run), "--address", "http://127.0.0.1:1"]) == 0
     assert submitted[-1]["env_vars"]["HF_TOKEN"] == "from-shell"
+    assert submitted[-1]["env_vars"]["WANDB_API_KEY"] == "wandb-from-shell"
 
 
 def test_a_dry_run_runs_every_check_that_needs_no_gpu(capsys):
@@ -245,11 +249,13 @@ def test_a_node_that_cannot_see_the_data_stops_train_before_submission(tmp_path,
         cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2, "nodes": [node]}
     )
     monkeypatch.setattr(jobs, "submit", lambda *a, **k: pytest.fail("a job was submitted"))
-    monkeypatch.setattr(session, "ensure_dataset", lambda recipe: pytest.fail("data was generated"))
+    made = []
+    monkeypatch.setattr(session, "ensure_dataset", made.append)  # made before the probe, so that it is checked
     args = ["train", str(RECIPE), "--runs-dir", str(tmp_path), "--address", "http://127.0.0.1:1"]
     assert cli.main(args) == 1
     out = capsys.readouterr().out
     assert "FAIL  nodes    node 10.0.0.2 cannot see" in out and "data/countdown/train.parquet" in out
+    assert len(made) == 1 and not list(tmp_path.iterdir())  # no run folder
 
 
 def test_a_cpu_only_torch_in_the_jobs_interpreter_fails_before_any_head_starts(tmp_path, monkeypatch, capsys):

@@ -131,6 +131,7 @@ CATALOGUE = {
         "colocated ref on 1 node(s) x 2 GPU(s), the actor on 1 x 4",
     ),
     "fewer prompts than a rollout batch": (["rollout.batch_size=512"], 2, "warn", "fewer than one rollout batch"),
+    "a tab in a value": (['data.input_template="Q:\\t{}"'], 2, "FAIL", "holds a tab or NUL"),
 }
 
 

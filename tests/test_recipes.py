@@ -91,6 +91,9 @@ def test_overrides_are_read_as_yaml():
     assert recipe.get("actor.adam.lr") == 1e-6  # the original is untouched
     with pytest.raises(RecipeError, match="KEY=VALUE"):
         apply_overrides(recipe, ["actor.adam.lr"])
+    # text that is not YAML (an unclosed bracket, a tab) is taken as the string it is, not a traceback
+    odd = apply_overrides(recipe, ["data.input_template=[Q: {}", "logger.wandb.group=a\tb"])
+    assert odd.get("data.input_template") == "[Q: {}" and odd.get("logger.wandb.group") == "a\tb"
 
 
 def test_merge_deletes_with_null():

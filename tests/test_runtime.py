@@ -482,3 +482,13 @@ def test_check_by_hand_exits_1_on_a_failure(tmp_path, capsys):
     assert runtime.main(["check", "--venv", str(good)]) == 0
     assert runtime.main(["check", "--venv", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().out
+
+
+def test_pip_arguments_are_shown_and_saved_without_passwords():
+    args = ["--index-url", "https://user:s3cret@pypi.example/simple", "--extra-index-url", "https://pypi.example/x"]
+    assert install.masked_args(args) == [
+        "--index-url",
+        "https://user:***@pypi.example/simple",
+        "--extra-index-url",
+        "https://pypi.example/x",
+    ]

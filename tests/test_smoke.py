@@ -3,6 +3,7 @@ whole flow up to the GPU (stages, jobs, evaluation) ends in a table built from T
 OpenRLHF's own TensorboardLogger, the stage log and nvidia-smi polls."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from testkit import REPO
 
+from analysis import evaluate
 from analysis import smoke as smoke_table
 from data_tools import countdown, multiply
 from launch import __main__ as cli
@@ -84,15 +86,15 @@ def test_the_smoke_recipe_is_the_recipe_cut_short_and_passes_preflight(path, dat
 
 
 def write_like_a_run(recipe, run: Path, resumed: bool) -> None:
-    """What OpenRLHF leaves in the run folder: TensorBoard scalars through its own TensorboardLogger (steps 1-3,
-    an evaluation at step 2; a resume logs step 3 again) and the step-2 Hugging Face checkpoint."""
+    """What OpenRLHF leaves in the run folder: TensorBoard scalars through its own TensorboardLogger, in the
+    folder the recipe's run name gives (steps 1-3, an evaluation at step 2; a resume logs step 3 again, cold) and
+    the step-2 Hugging Face checkpoint."""
     from openrlhf.utils.logging_utils import TensorboardLogger
 
-    args = recipe.args()
-    args.logger.wandb.run_name = "resume" if resumed else "first"
-    logger = TensorboardLogger(args)
+    logger = TensorboardLogger(recipe.args())
     for step in [3] if resumed else [1, 2, 3]:
-        timing = {"generation": 40.0 + (20 if step == 1 else 0), "make_experience": 10.0, "ppo_train": 28.0}
+        cold = 200.0 if resumed or step == 1 else 0.0  # a job's first step warms up
+        timing = {"generation": 40.0 + cold, "make_experience": 10.0, "ppo_train": 28.0}
         status = {f"timing/{k}": v for k, v in {**timing, "broadcast": 2.0}.items()}
         status["timing/step_total"] = sum(status.values())
         status["rollout/num_samples"] = 256.0
@@ -109,13 +111,20 @@ def write_like_a_run(recipe, run: Path, resumed: bool) -> None:
 def stand_in_gpu_side(monkeypatch, datasets):
     """The jobs run here as the job would leave its files; the cluster reports 2 GPUs; nvidia-smi polls come from
     a stand-in that reports two GPUs."""
-    submitted = []
 
-    def submit_run(recipe, run, address, python, new_folder=True):
+    class Submitted(list):
+        loads_checkpoint = True
+
+    submitted = Submitted()
+
+    def submit_run(recipe, run, address, python, new_folder=True, watch=()):
         resumed = bool(recipe.get("ckpt.load_enable"))
         submitted.append(("resume" if resumed else "train", recipe.argv()))
         write_like_a_run(recipe, run, resumed)
-        return "SUCCEEDED", session.Tail()
+        tail = session.Tail(watch=watch)
+        if resumed and submitted.loads_checkpoint:  # as OpenRLHF's trainer logs it when it loads one
+            tail.write("INFO ppo_trainer.py:439] checkpoint_states: {'episode': 0, 'global_step': 2}\n")
+        return "SUCCEEDED", tail
 
     monkeypatch.setattr(cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2})
     monkeypatch.setattr(session, "submit_run", submit_run)
@@ -139,18 +148,31 @@ def fake_nvidia_smi(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{smi.parent}:{Path(sys.executable).parent}:/usr/bin:/bin")
 
 
-def test_the_smoke_flow_ends_in_a_table(datasets, tmp_path, stand_in_gpu_side, fake_nvidia_smi, capsys):
-    recipe_path = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
+def smoke_main(datasets, tmp_path, *extra):
     sets = ["--set", f"data.prompt_dataset={datasets / 'countdown/train.parquet'}"]
     sets += ["--set", f"eval.dataset={datasets / 'countdown/test.parquet'}"]
-    status = cli.main(["smoke", str(recipe_path), *sets, "--runs-dir", str(tmp_path / "runs"), "--address", "http://x"])
+    recipe = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
+    return cli.main(
+        ["smoke", str(recipe), *sets, "--runs-dir", str(tmp_path / "runs"), "--address", "http://x", *extra]
+    )
+
+
+def test_the_smoke_flow_ends_in_a_table(datasets, tmp_path, stand_in_gpu_side, fake_nvidia_smi, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-key-1")  # smoke runs stay out of W&B all the same
+    status = smoke_main(datasets, tmp_path)
     assert status == 0, capsys.readouterr()
     (run,) = (tmp_path / "runs" / "qwen2.5-3b-ppo-smoke").iterdir()
     assert [s[0] for s in stand_in_gpu_side] == ["train", "resume", "evaluate"]
     train, resume = stand_in_gpu_side[0][1], stand_in_gpu_side[1][1]
-    assert resume == [*train, "--ckpt.load_enable"]  # the resume is the same job, from the checkpoint
+    assert "--logger.wandb.key" not in train and train[train.index("--logger.wandb.run_name") + 1] == "train"
+    at = resume.index("--logger.wandb.run_name") + 1  # the resume logs into a TensorBoard folder of its own
+    assert resume == [*train[:at], "resume", *train[at + 1 :], "--ckpt.load_enable"]  # the same job, from the ckpt
     evaluate_entry, gpus = stand_in_gpu_side[2][1:]
-    assert f"{run}/ckpt/global_step2_hf" in evaluate_entry and "analysis.evaluate" in evaluate_entry and gpus == 1
+    evaluate_argv = shlex.split(evaluate_entry)
+    assert evaluate_argv[1:3] == ["-m", "analysis.evaluate"] and gpus == 1
+    evaluate_args = evaluate.build_parser().parse_args(evaluate_argv[3:])
+    assert evaluate_args.model == str(run / "ckpt" / "global_step2_hf") and evaluate_args.backend == "vllm"
+    assert evaluate_args.data == str(run / "data" / "test.jsonl")
     table = (run / "smoke.md").read_text()
     stages = [json.loads(line) for line in (run / "smoke.jsonl").read_text().splitlines()]
     assert [(s["stage"], s["status"]) for s in stages] == [
@@ -159,13 +181,48 @@ def test_the_smoke_flow_ends_in_a_table(datasets, tmp_path, stand_in_gpu_side, f
         ("resume", "ok"),
         ("evaluate", "ok"),
     ]
-    # steps 2 and 3 (after the first, which warms up): generation 40 s of an 80 s step
+    # the first job's steps 2 and 3 (its first warms up; the resumed job's cold step is left out too):
+    # generation 40 s of an 80 s step
     assert "| generation | 40.0 | 50% |" in table and "| **step** | **80.0** |" in table
     assert "Generated tokens/s: 3,200" in table  # 256 samples x 500 tokens / 40 s
     assert "Peak GPU memory: GPU 0 73.4 GB, GPU 1 68.2 GB" in table  # 70,000 and 65,000 MiB
     steps = estimates.training_steps(load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml").args(), 800)
     assert f"Projected full run: {steps:,} steps x 80.0 s" in table and "on 2 GPUs" in table
     assert "Smoke run passed" in table
+    assert "wandb-key-1" not in (run / "recipe.yaml").read_text() + capsys.readouterr().out
+
+
+def test_a_resume_that_does_not_load_the_checkpoint_fails(datasets, tmp_path, stand_in_gpu_side, capsys):
+    stand_in_gpu_side.loads_checkpoint = False
+    assert smoke_main(datasets, tmp_path) == 1
+    (run,) = (tmp_path / "runs" / "qwen2.5-3b-ppo-smoke").iterdir()
+    table = (run / "smoke.md").read_text()
+    assert "| resume | FAIL | job SUCCEEDED without loading the checkpoint" in table
+    assert "Smoke run FAILED at: resume" in table
+
+
+def test_a_smoke_run_that_stops_early_is_incomplete_not_passed(datasets, tmp_path, stand_in_gpu_side, monkeypatch):
+    def no_head(*args):
+        raise session.LaunchError("could not start a local Ray head: ray start exited with status 1")
+
+    monkeypatch.setattr(session, "ray_head", no_head)
+    assert smoke_main(datasets, tmp_path) == 1
+    (run,) = (tmp_path / "runs" / "qwen2.5-3b-ppo-smoke").iterdir()
+    table = (run / "smoke.md").read_text()
+    assert "| stopped | FAIL | could not start a local Ray head" in table
+    assert "| train | - | did not run |" in table and "Smoke run FAILED at: stopped" in table
+    (run / "smoke.jsonl").write_text(json.dumps({"stage": "preflight", "status": "ok", "line": "ok"}) + "\n")
+    assert smoke_table.main([str(run), "--force"]) == 1
+    assert "Smoke run INCOMPLETE: train, resume, evaluate did not run" in (run / "smoke.md").read_text()
+
+
+def test_an_unwritable_runs_dir_fails_before_anything_is_made(datasets, tmp_path, stand_in_gpu_side, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    sets = ["--set", f"data.prompt_dataset={datasets / 'countdown/train.parquet'}"]
+    args = ["smoke", str(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"), *sets, "--runs-dir", str(blocker / "r")]
+    assert cli.main(args) == 1
+    assert "FAIL  runs     cannot write" in capsys.readouterr().out and stand_in_gpu_side == []
 
 
 def test_a_failed_stage_is_the_line_that_failed(tmp_path):
@@ -209,3 +266,15 @@ def test_make_smoke_is_wired():
         text=True,
     )
     assert "-m launch smoke recipes/countdown/qwen2.5-3b-ppo.yaml" in result.stdout
+
+
+def test_the_gpu_poller_keeps_readings_only(tmp_path, monkeypatch):
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text('#!/bin/sh\nprintf "0, [N/A]\\n1, 500\\nNVIDIA-SMI has failed\\n"\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}:/usr/bin:/bin")
+    with smoke.GpuPoller(tmp_path, every=60):
+        pass
+    polls = [json.loads(line) for line in (tmp_path / smoke.GPU_LOG).read_text().splitlines()]
+    assert [(p["gpu"], p["used_mib"]) for p in polls] == [(1, 500.0)]
