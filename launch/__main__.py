@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from launch import jobs, preflight, runs, session, smoke
+from launch import cluster, jobs, preflight, runs, session, smoke
 from launch.recipe import Recipe, apply_overrides, load, load_ablation
 from launch.session import LaunchError
 from reward_funcs import cli
@@ -51,7 +51,8 @@ def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
     python = jobs.python_for(args.address, args.python)
     run = resume or runs.next_run_dir(args.runs_dir, recipe.name)
     resolved = runs.resolve(recipe, run, reward_urls=services and services.urls, resume=resume is not None)
-    if args.address:  # the probe checks that every node sees the data: make it first
+    if args.address:  # the probe checks that every node sees the data: make it first, once the cluster answers
+        cluster.reachable(args.address)
         session.ensure_dataset(resolved)
     gpus, memory, nodes = session.cluster_facts(args.address, resolved, python)
     # Cheap checks first: a machine that cannot train fails here, before any data is made or anything installed.

@@ -53,6 +53,23 @@ def local_gpu_memory_gb() -> float | None:
     return round(min(sizes) * 2**20 / 1e9, 1) if sizes else None  # MiB -> GB of 10^9 bytes, as the estimate counts
 
 
+def _unreachable(address: str, e: Exception) -> UsageError:
+    return UsageError(
+        f"the Ray cluster at {address} did not answer ({type(e).__name__}: {e}): check RAY_ADDRESS "
+        "or --address (the dashboard's http://HOST:8265)"
+    )
+
+
+def reachable(address: str) -> None:
+    """A UsageError unless a Ray dashboard answers at `address` (seconds, before any slower work)."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        JobSubmissionClient(address)
+    except Exception as e:  # connection refused, not a Ray dashboard, ...
+        raise _unreachable(address, e) from None
+
+
 def cluster_probe(address: str, recipe=None, python: str = "python3") -> dict:
     """The probe job's result for the Ray cluster at `address` (`probe.probe_cluster`): its GPUs, the smallest
     GPU's memory, and each node's findings for a resolved `recipe` (`probe.node_checks` reads them)."""
@@ -63,10 +80,7 @@ def cluster_probe(address: str, recipe=None, python: str = "python3") -> dict:
     except UsageError:
         raise
     except Exception as e:  # the job SDK's errors: connection refused, not a Ray dashboard, ...
-        raise UsageError(
-            f"the Ray cluster at {address} did not answer ({type(e).__name__}: {e}): check RAY_ADDRESS "
-            "or --address (the dashboard's http://HOST:8265)"
-        ) from None
+        raise _unreachable(address, e) from None
 
 
 def cluster_gpus(address: str | None, python: str = "python3", recipe=None) -> tuple[int, float | None]:

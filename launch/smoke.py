@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from data_tools.output import count_rows, dataset_files, read_rows
-from launch import estimates, jobs, preflight, runs, session
+from launch import cluster, estimates, jobs, preflight, runs, session
 from launch.recipe import Recipe, apply_overrides, merge
 from reward_funcs.cli import REPO, UsageError
 
@@ -140,6 +140,8 @@ def run_smoke(recipe: Recipe, args, repo: Path = REPO) -> int:
     """Check, train STEPS steps, resume from the step-SAVE_AT checkpoint, evaluate it, and print the table."""
     services = session.reward_services(recipe, args.address)
     python = jobs.python_for(args.address, args.python)
+    if args.address:
+        cluster.reachable(args.address)  # before any data is made
     run = runs.next_run_dir(args.runs_dir, f"{recipe.name}-smoke")
     if not session.passes(preflight.check_runs_dir(runs.resolve(recipe, run, wandb=False))):
         return 1

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from testkit import REPO
 
-from analysis import backends, curves, evaluate, metrics, report
+from analysis import backends, curves, evaluate, metrics, report, run_folder
 from data_tools import countdown
 from reward_funcs import score_sample
 
@@ -414,10 +414,10 @@ def test_a_checkpoint_saved_at_the_last_step_holds_the_final_model(dataset, tmp_
     write_recipe(run, dataset.with_name("train.parquet"), **STEPS)  # 10 steps
     last = stand_in_model(run / "ckpt" / "global_step10_hf", b"saved separately, same step")
     checkpoints = {4: run / "ckpt" / "global_step4_hf", 10: last}
-    assert evaluate.final_step(run, checkpoints) == (None, last)
-    assert evaluate.final_step(run, {4: checkpoints[4]}) == (10, None)
+    assert run_folder.final_step(run, checkpoints) == (None, last)
+    assert run_folder.final_step(run, {4: checkpoints[4]}) == (10, None)
     (run / "recipe.yaml").write_text("recipe: {name: r}\n")  # not a resolved recipe: the step cannot be known
-    assert evaluate.final_step(run, {4: checkpoints[4]}) == (None, None)
+    assert run_folder.final_step(run, {4: checkpoints[4]}) == (None, None)
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "jsonl"])
@@ -451,7 +451,7 @@ def test_an_unwritable_out_is_never_blamed_on_the_model(dataset, tmp_path, capsy
 
 def test_a_runs_eval_dataset_is_every_file_of_its_list(dataset, tmp_path):
     (tmp_path / "recipe.yaml").write_text(f"eval: {{dataset: 'data/countdown/test.parquet, {dataset}'}}\n")
-    assert evaluate.run_dataset(tmp_path) == [REPO / "data/countdown/test.parquet", dataset]
+    assert run_folder.run_dataset(tmp_path) == [REPO / "data/countdown/test.parquet", dataset]
     rows = evaluate.read_rows(dataset)
     assert evaluate.read_dataset([dataset, dataset]) == rows + rows
     assert evaluate.read_dataset([dataset, dataset], limit=8) == (rows + rows)[:8]

@@ -70,6 +70,7 @@ def test_resume_submits_the_original_argv_plus_load_enable(tmp_path, monkeypatch
     """The run folder keeps the resolved recipe; resuming resolves it again: the same command, plus
     --ckpt.load_enable, into the same folders, with no new run folder."""
     submitted = []
+    monkeypatch.setattr(cluster, "reachable", lambda address: None)
     monkeypatch.setattr(cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2})
     monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(entry) or "job")
     monkeypatch.setattr(jobs, "follow", lambda address, job, out=None: "SUCCEEDED")
@@ -184,6 +185,7 @@ def test_secrets_reach_the_job_only(tmp_path, monkeypatch, capsys):
     them through its runtime environment; a resume takes them from the shell again."""
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     submitted = []
+    monkeypatch.setattr(cluster, "reachable", lambda address: None)
     monkeypatch.setattr(cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2})
     monkeypatch.setattr(jobs, "submit", lambda address, entry, env, job_id=None: submitted.append(env) or "job")
     monkeypatch.setattr(jobs, "follow", lambda address, job, out=None: "SUCCEEDED")
@@ -245,6 +247,7 @@ def test_a_node_that_cannot_see_the_data_stops_train_before_submission(tmp_path,
     """On a cluster the probe's per-node findings are preflight lines: one node missing the data is a FAIL."""
     node = {"node_id": "b", "name": "10.0.0.2", "ip": "10.0.0.2", "gpus": 0, "python": "python3", "imports": {}}
     node.update(visible={str(REPO / "data/countdown/train.parquet"): False}, writable=None, gpu_memory_gb=None)
+    monkeypatch.setattr(cluster, "reachable", lambda address: None)
     monkeypatch.setattr(
         cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2, "nodes": [node]}
     )

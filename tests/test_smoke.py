@@ -126,6 +126,8 @@ def stand_in_gpu_side(monkeypatch, datasets):
             tail.write("INFO ppo_trainer.py:439] checkpoint_states: {'episode': 0, 'global_step': 2}\n")
         return "SUCCEEDED", tail
 
+    monkeypatch.setattr(cluster, "reachable", lambda address: None)
+
     monkeypatch.setattr(cluster, "cluster_probe", lambda address, recipe=None, python="python3": {"gpus": 2})
     monkeypatch.setattr(session, "submit_run", submit_run)
     monkeypatch.setattr(
