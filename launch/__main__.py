@@ -1,7 +1,7 @@
 """The launcher: a recipe becomes a checked `ray job submit` of OpenRLHF's train_ppo_ray.
 
     python -m launch train recipes/countdown/qwen2.5-3b-ppo.yaml [--set actor.adam.lr=5e-7] [--dry-run]
-    python -m launch train --resume runs/qwen2.5-3b-ppo/20260101-120000
+    python -m launch train --resume runs/countdown-qwen2.5-3b-ppo/20260101-120000
     python -m launch preflight recipes/countdown/qwen2.5-3b-ppo.yaml
     python -m launch sweep recipes/ablations/model-size.yaml [--dry-run]
     python -m launch smoke recipes/countdown/qwen2.5-3b-ppo.yaml        # the recipe, proven in minutes

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import difflib
 import functools
 import importlib.util
 import io
@@ -101,6 +102,44 @@ def flag_names() -> frozenset[str]:
     return frozenset(s for action in parser()._actions for s in action.option_strings)
 
 
+def _hint(name: str, known: frozenset[str]) -> str:
+    new = OLD_FLAGS.get(name[2:])
+    if new:
+        return f": it is --{new} since OpenRLHF 0.10.2"
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    return f": did you mean {close[0]}?" if close else " (OpenRLHF 0.11.2 has no such flag)"
+
+
+# Counts that OpenRLHF takes as they come and fails on deep inside when they are not positive.
+POSITIVE = (
+    "batch_size",
+    "micro_batch_size",
+    "num_episodes",
+    "max_epochs",
+    "n_samples_per_prompt",
+    "num_nodes",
+    "num_gpus_per_node",
+    "tensor_parallel_size",
+    "max_len",
+    "max_new_tokens",
+    "max_samples",
+)
+
+
+def check_values(flat: dict[str, object]) -> None:
+    """Values the parser cannot judge: a switch given anything but true/false, a count that is not positive."""
+    actions = {a.option_strings[0]: a for a in parser()._actions if a.option_strings}
+    for key, value in flat.items():
+        action = actions.get(f"--{key}")
+        if action is None or value is None:
+            continue  # unknown flags are check()'s to report
+        if isinstance(action, argparse._StoreTrueAction) and not isinstance(value, bool):
+            raise CommandLineError(f"{key} is a switch: give true or false, not {value!r}")
+        if key.rsplit(".", 1)[-1] in POSITIVE and action.type is int:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CommandLineError(f"{key} must be a whole number of at least 1, not {value!r}")
+
+
 def check(argv: list[str]) -> argparse.Namespace:
     """Parse `argv` as train_ppo_ray would and run its post-parse checks; return the hierarchical args it
     would hand to `train`. Flags must be spelled exactly (argparse alone also accepts unambiguous prefixes)."""
@@ -108,9 +147,7 @@ def check(argv: list[str]) -> argparse.Namespace:
     for token in argv:
         name = token.split("=", 1)[0]
         if token.startswith("--") and name not in known:
-            new = OLD_FLAGS.get(name[2:])
-            hint = f": it is --{new} since OpenRLHF 0.10.2" if new else " (OpenRLHF 0.11.2 has no such flag)"
-            raise CommandLineError(f"unrecognized argument {name}{hint}")
+            raise CommandLineError(f"unrecognized argument {name}{_hint(name, known)}")
     body, path = _main_block()
     for stmt in body:
         if _is_parse_args(stmt):

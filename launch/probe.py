@@ -1,6 +1,6 @@
 """A small Ray job that checks a cluster before training, submitted the way training is:
 
-    python -m launch.probe --visible /abs/data/countdown/train.parquet --writable /abs/runs/qwen2.5-3b-ppo
+    python -m launch.probe --visible /abs/data/countdown/train.parquet --writable /abs/runs/countdown-qwen2.5-3b-ppo
     python -m launch.probe --reward reward_funcs/openrlhf_reward.py --data /abs/data/countdown/test.parquet
 
 On every alive node, in a Ray task pinned there (as OpenRLHF's actors are placed), it imports the GPU runtime

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import yaml
 
-from reward_funcs.cli import UsageError
+from launch.recipe_checks import RecipeError, check_meta, check_name, check_size
+from reward_funcs.cli import REPO
 
 OURS = "recipe"  # the top-level section that is not OpenRLHF's
 
-
-class RecipeError(UsageError):
-    """A recipe that cannot be used as written; the message names the file and the fix."""
+__all__ = ["OURS", "Recipe", "RecipeError", "apply_overrides", "flatten", "load", "load_ablation", "merge", "to_argv"]
 
 
 @dataclass
@@ -49,8 +48,9 @@ class Recipe:
     def args(self):
         """The arguments OpenRLHF's train_ppo_ray would run with (its parser and post-parse checks); raises
         CommandLineError when it would refuse them."""
-        from launch.openrlhf_cli import check
+        from launch.openrlhf_cli import check, check_values
 
+        check_values(self.flat())
         return check(self.argv())
 
 
@@ -132,6 +132,7 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
             meta = set_dotted(meta, key[len(OURS) + 1 :], value)
         else:
             flags = set_dotted(flags, key, value)
+    check_meta(meta, f"--set on {recipe.path}")
     return Recipe(recipe.name, recipe.path, flags, meta, recipe.secrets)
 
 
@@ -144,7 +145,14 @@ def _read(path: Path) -> dict:
         raise RecipeError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of OpenRLHF flag groups, plus `{OURS}:`")
+    check_size(data, path)
     return data
+
+
+def default_name(path: Path) -> str:
+    """A recipe's run folder name: its folder and file, so recipes/countdown/x.yaml and recipes/multiply/x.yaml
+    never share runs/<name>/."""
+    return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
 
 
 def load(path: str | Path) -> Recipe:
@@ -153,6 +161,7 @@ def load(path: str | Path) -> Recipe:
     if "base" in data and "variants" in data:
         raise RecipeError(f"{path} is an ablation: use `python -m launch sweep {path}`")
     meta = data.pop(OURS, {}) or {}
+    check_meta(meta, path)
     for key, value in data.items():
         if not isinstance(value, dict):
             from launch.openrlhf_cli import OLD_FLAGS
@@ -162,7 +171,7 @@ def load(path: str | Path) -> Recipe:
             raise RecipeError(
                 f"{path}: top-level key {key!r} must group flags (e.g. actor: {{...}}), got {value!r}{hint}"
             )
-    return Recipe(meta.get("name", path.stem), path, data, meta)
+    return Recipe(check_name(meta.get("name", default_name(path)), path), path, data, meta)
 
 
 def load_ablation(path: str | Path) -> list[Recipe]:
@@ -171,10 +180,14 @@ def load_ablation(path: str | Path) -> list[Recipe]:
     data = _read(path)
     if "base" not in data or not isinstance(data.get("variants"), dict) or not data["variants"]:
         raise RecipeError(f"{path}: an ablation needs `base: <recipe>` and `variants: {{name: {{changed keys}}}}`")
-    base = load(Path(data["base"]))
+    base = load(REPO / data["base"])  # relative to the repository, wherever the command runs
     recipes = []
     for name, changes in data["variants"].items():
+        if not isinstance(changes, dict | None):
+            raise RecipeError(f"{path}: variant {name!r} must be a mapping of the keys it changes")
         changes = dict(changes or {})
         meta = merge(base.meta, changes.pop(OURS, {}) or {})
-        recipes.append(Recipe(f"{path.stem}-{name}", path, merge(base.flags, changes), {**meta, "variant": name}))
+        check_meta(meta, f"{path}, variant {name!r}")
+        variant = check_name(f"{path.stem}-{name}", f"{path}, variant {name!r}")
+        recipes.append(Recipe(variant, path, merge(base.flags, changes), {**meta, "variant": name}))
     return recipes

@@ -3,8 +3,10 @@
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from testkit import REPO, job_command, launch_dry_run, run_launch
 from launch import __main__ as cli
 from launch import cluster, jobs, runs, runtime, session
 from launch.openrlhf_cli import check
-from launch.recipe import apply_overrides, load
+from launch.recipe import RecipeError, apply_overrides, load
 
 RECIPE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
 
@@ -77,7 +79,7 @@ def test_resume_submits_the_original_argv_plus_load_enable(tmp_path, monkeypatch
     monkeypatch.setattr(session, "ensure_dataset", lambda recipe: None)
     address = ["--address", "http://127.0.0.1:1"]
     assert cli.main(["train", str(RECIPE), "--runs-dir", str(tmp_path), *address]) == 0
-    (run,) = (tmp_path / "qwen2.5-3b-ppo").iterdir()
+    (run,) = (tmp_path / "countdown-qwen2.5-3b-ppo").iterdir()
     assert cli.main(["train", "--resume", str(run), *address]) == 0
     original, resumed = (shlex.split(entry)[3:] for entry in submitted)
     assert resumed == [*original, "--ckpt.load_enable"]
@@ -113,12 +115,20 @@ def test_make_train_stops_at_the_gpu_check_without_installing_anything():
     assert subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True).returncode != 0
 
 
-def test_missing_dataset_is_generated_before_submission(tmp_path):
-    out = tmp_path / "generated"
+@pytest.fixture
+def data_folder():
+    """A folder under the repository's data/ (the only place the launcher generates data), removed afterwards."""
+    out = REPO / "data" / f"test-{uuid.uuid4().hex[:8]}" / "generated"
+    yield out
+    shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def test_missing_dataset_is_generated_before_submission(data_folder):
+    out = data_folder
     recipe = apply_overrides(
         load(RECIPE),
         [
-            f"recipe.dataset.out={out}",
+            f"recipe.dataset.out={out.relative_to(REPO)}",
             "recipe.dataset.args=[--train-size, 40, --test-size, 10]",
             f"data.prompt_dataset={out / 'train.parquet'}",
             f"eval.dataset={out / 'test.parquet'}",
@@ -129,6 +139,19 @@ def test_missing_dataset_is_generated_before_submission(tmp_path):
     session.ensure_dataset(recipe)  # present: nothing to do, nothing overwritten
     with pytest.raises(session.LaunchError, match="no recipe.dataset"):
         session.ensure_dataset(apply_overrides(recipe, ["recipe.dataset=null", "eval.dataset=/nowhere/test.parquet"]))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("recipe.dataset.out=/tmp/anywhere", "is outside the repository"),
+        ("recipe.dataset.out=../outside", "is outside the repository"),
+        ("recipe.dataset.args=[--force]", "holds --force"),
+    ],
+)
+def test_the_launcher_generates_data_only_into_the_repository_and_never_replaces_it(change, message):
+    with pytest.raises(RecipeError, match=message):
+        apply_overrides(load(RECIPE), [change])
 
 
 def test_sweep_dry_run_covers_every_variant():
@@ -194,7 +217,7 @@ def test_secrets_reach_the_job_only(tmp_path, monkeypatch, capsys):
     common = ["--runs-dir", str(tmp_path), "--address", "http://127.0.0.1:1"]
     assert cli.main(["train", str(RECIPE), "--dry-run", *sets, *common]) == 0
     assert cli.main(["train", str(RECIPE), *sets, "--set", "recipe.env.PLAIN=visible", *common]) == 0
-    (run,) = (tmp_path / "qwen2.5-3b-ppo").iterdir()
+    (run,) = (tmp_path / "countdown-qwen2.5-3b-ppo").iterdir()
     shown = capsys.readouterr()
     saved = "".join(p.read_text() for p in run.iterdir() if p.is_file())
     for value in SECRETS.values():

@@ -1,6 +1,9 @@
 """Recipes: every shipped recipe and ablation variant is a command line OpenRLHF 0.11.2 accepts."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,3 +205,71 @@ def test_the_comments_state_the_recipes_own_steps_and_algorithm(path):
     else:
         assert ("as a loss" in header) == bool(args.algo.kl.use_loss), header
         assert ("in the reward" in header) == (not args.algo.kl.use_loss), header
+
+
+# ---- what a recipe may hold ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/x", "a/b", "..", ".hidden", "", "two words"])
+def test_a_name_is_one_plain_folder(tmp_path, name):
+    path = tmp_path / "r.yaml"
+    path.write_text((REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml").read_text() + "\n# renamed\n")
+    text = path.read_text().replace("recipe:\n", f"recipe:\n  name: {name!r}\n", 1)
+    path.write_text(text)
+    with pytest.raises(RecipeError, match="becomes a run folder"):
+        load(path)
+
+
+def test_an_ablation_variant_name_is_one_plain_folder(tmp_path):
+    path = tmp_path / "ablation.yaml"
+    path.write_text("base: recipes/countdown/qwen2.5-3b-ppo.yaml\nvariants:\n  ../../x: {}\n")
+    with pytest.raises(RecipeError, match="becomes a run folder"):
+        load_ablation(path)
+
+
+def test_yaml_aliases_that_expand_too_far_are_refused(tmp_path):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]  # 10^9 values
+    path = tmp_path / "bomb.yaml"
+    path.write_text("recipe:\n  description: bomb\n" + "\n".join(f"x{i}:\n  {line}" for i, line in enumerate(levels)))
+    with pytest.raises(RecipeError, match="YAML aliases expanded"):
+        load(path)
+
+
+def test_recipes_of_two_tasks_never_share_a_run_folder():
+    names = {load(REPO / p).name for p in RECIPES}
+    assert len(names) == len(RECIPES)
+    assert load(REPO / "recipes/multiply/qwen2.5-3b-ppo.yaml").name == "multiply-qwen2.5-3b-ppo"
+    assert load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml").name == "countdown-qwen2.5-3b-ppo"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("rollout.batch_size=-1", "rollout.batch_size must be a whole number of at least 1"),
+        ("train.micro_batch_size=0", "train.micro_batch_size must be a whole number of at least 1"),
+        ("train.colocate_all=maybe", "train.colocate_all is a switch: give true or false"),
+        ("actor.adam.lrr=1e-6", "did you mean --actor.adam.lr?"),
+        ("recipe.hardware.gpus=two", "recipe.hardware.gpus must be a whole number of GPUs"),
+        ("recipe.hardware.gpu_memory_gb=-80", "recipe.hardware.gpu_memory_gb must be GB per GPU"),
+        ("recipe.reward_service.port=70000", "recipe.reward_service.port must be a port"),
+        ("recipe.hardwre.gpus=2", "did you mean recipe.hardware?"),
+        ("recipe.env.X=[1, 2]", "recipe.env must be NAME: value pairs"),
+    ],
+)
+def test_bad_values_are_refused_with_the_fix(change, message):
+    with pytest.raises((RecipeError, CommandLineError), match=re.escape(message)):
+        apply_overrides(load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"), [change]).args()
+
+
+def test_an_ablation_finds_its_base_from_any_working_directory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "launch", "sweep", str(REPO / "recipes/ablations/model-size.yaml"), "--dry-run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ray job submit") == len(load_ablation(REPO / "recipes/ablations/model-size.yaml"))

@@ -47,7 +47,7 @@ def test_a_wandb_key_in_the_recipe_goes_to_the_environment_only(tmp_path, monkey
     resolved = runs.resolve(apply_overrides(load(RECIPE), ["logger.wandb.key=secret-789"]), tmp_path / "r")
     assert resolved.secrets == {"WANDB_API_KEY": "secret-789"}
     assert resolved.get("logger.wandb.key") == runs.WANDB_PLACEHOLDER
-    assert resolved.get("logger.wandb.run_name") == "qwen2.5-3b-ppo-r"
+    assert resolved.get("logger.wandb.run_name") == "countdown-qwen2.5-3b-ppo-r"
     runs.save(tmp_path, resolved, "ray job submit ...")
     assert "secret-789" not in (tmp_path / "recipe.yaml").read_text()
     assert runs.load(tmp_path).secrets == {}

@@ -163,7 +163,7 @@ def test_the_smoke_flow_ends_in_a_table(datasets, tmp_path, stand_in_gpu_side, f
     monkeypatch.setenv("WANDB_API_KEY", "wandb-key-1")  # smoke runs stay out of W&B all the same
     status = smoke_main(datasets, tmp_path)
     assert status == 0, capsys.readouterr()
-    (run,) = (tmp_path / "runs" / "qwen2.5-3b-ppo-smoke").iterdir()
+    (run,) = (tmp_path / "runs" / "countdown-qwen2.5-3b-ppo-smoke").iterdir()
     assert [s[0] for s in stand_in_gpu_side] == ["train", "resume", "evaluate"]
     train, resume = stand_in_gpu_side[0][1], stand_in_gpu_side[1][1]
     assert "--logger.wandb.key" not in train and train[train.index("--logger.wandb.run_name") + 1] == "train"
@@ -197,7 +197,7 @@ def test_the_smoke_flow_ends_in_a_table(datasets, tmp_path, stand_in_gpu_side, f
 def test_a_resume_that_does_not_load_the_checkpoint_fails(datasets, tmp_path, stand_in_gpu_side, capsys):
     stand_in_gpu_side.loads_checkpoint = False
     assert smoke_main(datasets, tmp_path) == 1
-    (run,) = (tmp_path / "runs" / "qwen2.5-3b-ppo-smoke").iterdir()
+    (run,) = (tmp_path / "runs" / "countdown-qwen2.5-3b-ppo-smoke").iterdir()
     table = (run / "smoke.md").read_text()
     assert "| resume | FAIL | job SUCCEEDED without loading the checkpoint" in table
     assert "Smoke run FAILED at: resume" in table
@@ -209,7 +209,7 @@ def test_a_smoke_run_that_stops_early_is_incomplete_not_passed(datasets, tmp_pat
 
     monkeypatch.setattr(session, "ray_head", no_head)
     assert smoke_main(datasets, tmp_path) == 1
-    (run,) = (tmp_path / "runs" / "qwen2.5-3b-ppo-smoke").iterdir()
+    (run,) = (tmp_path / "runs" / "countdown-qwen2.5-3b-ppo-smoke").iterdir()
     table = (run / "smoke.md").read_text()
     assert "| stopped | FAIL | could not start a local Ray head" in table
     assert "| train | - | did not run |" in table and "Smoke run FAILED at: stopped" in table
