@@ -57,9 +57,10 @@ sweep: $(STAMP)
 	@test -n "$(ABLATION)" || { echo "make sweep: give ABLATION=recipes/ablations/..."; exit 2; }
 	@$(PY) -m launch sweep $(ABLATION) $(ARGS)
 
+# A dataset already in data/ is kept and said so; replace one with python -m data_tools.countdown --out ... --force.
 data: $(STAMP)
-	$(PY) -m data_tools.countdown --out data/countdown
-	$(PY) -m data_tools.multiply --out data/multiply
+	$(PY) -m data_tools.countdown --out data/countdown --skip-existing
+	$(PY) -m data_tools.multiply --out data/multiply --skip-existing
 
 venv: $(STAMP)
 

@@ -11,13 +11,15 @@ The same from a local copy (parquet or jsonl with `target` and `nums` columns), 
 Generation follows Stream-of-Search, the closest public match to TinyZero's data: draw how many numbers and
 a target, then draw numbers until an exhaustive search finds a way to reach the target using all of them
 (intermediate values non-negative integers; `--rational` allows any rational intermediate, as the reward
-does). Every row carries a reference solution, checked with the reward's own parser, and `solutions`, how
+does). Every row carries a reference solution, checked with the reward's own scorer, and `solutions`, how
 many of the search's combinations reach the target (a difficulty rating: fewer is harder; left empty for six
-numbers, whose 2.8 million combinations per puzzle are too many to count).
+numbers, whose 2.8 million combinations per puzzle are too many to count). A search that places no puzzle for
+45 seconds (a target range the numbers cannot reach) gives up with one line. Imported rows are checked (integers
+the exact 64-bit search handles, numbers of 0 or more) and their reference solutions scored like generated ones.
 
 Splits never share a puzzle, with numbers compared in any order, and hold no duplicates: train is the first
 --train-size distinct puzzles drawn, test the next --test-size. The same arguments and seed give
-byte-identical files whatever --workers is.
+byte-identical files whatever --workers is; run again with them, the tool finds --out up to date and leaves it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import json
 import math
 import multiprocessing
 import os
+import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -36,17 +40,21 @@ from tqdm import tqdm
 
 from data_tools import solver
 from data_tools.countdown_source import read_source, solve_rows
-from data_tools.output import check_out, parse_range, tool_parser, write_dataset
+from data_tools.output import already_made, check_out, parse_range, tool_parser, write_dataset
 from data_tools.templates import COUNTDOWN
 from reward_funcs import cli
+from reward_funcs import countdown as reward
 from reward_funcs.cli import UsageError
-from reward_funcs.expression import ExpressionError, value
 
 PROG = "python -m data_tools.countdown"
 
 TINYZERO_TRAIN, TINYZERO_TEST = 327_680, 1_024
 CHUNK = 2048  # puzzles per unit of work; results never depend on how chunks are spread over workers
 MAX_ROUNDS = 10_000  # draws of numbers for one target before giving up on it
+# Seconds a chunk may search without placing one more puzzle before giving up: six numbers and a target no
+# draw reaches would otherwise take hours (MAX_ROUNDS depth-first searches per row). Generous: a chunk that
+# makes progress at all places puzzles every few seconds.
+SEARCH_BUDGET = 45.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +104,14 @@ def _setup(config: Config) -> None:
     _table = _triple_table(*config.numbers) if use_table and solver.TripleTable.fits(*config.numbers) else None
 
 
-def _accept(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def _accept(candidates: np.ndarray, targets: np.ndarray, deadline: float) -> np.ndarray:
     k = candidates.shape[1]
     if _table is not None and k in (3, 4):
         return _table.solvable(candidates, targets)
-    if k > solver.EXHAUSTIVE_MAX:
+    if k > solver.EXHAUSTIVE_MAX:  # one depth-first search per row, each bounded by the deadline
         return np.array(
             [
-                solver.first_solution(c, t, _config.rational) is not None
+                solver.first_solution(c, t, _config.rational, deadline) is not None
                 for c, t in zip(candidates.tolist(), targets.tolist(), strict=True)
             ],
             dtype=bool,
@@ -124,19 +132,23 @@ def generate_chunk(index: int) -> list[Puzzle]:
         rows = np.flatnonzero(ks == k)
         chosen = np.empty((len(rows), k), dtype=np.int64)
         pending = np.arange(len(rows))
+        deadline = time.monotonic() + SEARCH_BUDGET
         for _ in range(MAX_ROUNDS):
             if not len(pending):
                 break
             candidates = rng.integers(config.numbers[0], config.numbers[1] + 1, size=(len(pending), k))
-            ok = _accept(candidates, targets[rows[pending]])
+            try:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                ok = _accept(candidates, targets[rows[pending]], deadline)
+            except TimeoutError:
+                _give_up(config, k, targets[rows[pending]], f"in {SEARCH_BUDGET:g} s of search")
+            if ok.any():
+                deadline = time.monotonic() + SEARCH_BUDGET
             chosen[pending[ok]] = candidates[ok]
             pending = pending[~ok]
         else:
-            stuck = sorted(set(targets[rows[pending]].tolist()))[:5]
-            raise UsageError(
-                f"no {k} numbers in {config.numbers[0]}:{config.numbers[1]} reach target(s) {stuck} after "
-                f"{MAX_ROUNDS:,} draws: widen --number-range, narrow --target-range or relax the difficulty band"
-            )
+            _give_up(config, k, targets[rows[pending]], f"after {MAX_ROUNDS:,} draws")
         if k > solver.EXHAUSTIVE_MAX:  # too many combinations to count: the first solution only
             firsts = [
                 solver.first_solution(c, t, config.rational)
@@ -156,14 +168,23 @@ def generate_chunk(index: int) -> list[Puzzle]:
     return puzzles
 
 
-def _verify(p: Puzzle) -> None:
-    """Our bug if a reference solution does not score: check it with the reward's own parser."""
-    try:
-        numerator, denominator = value(p.solution, p.numbers)
-    except ExpressionError as e:
-        raise AssertionError(f"reference solution {p.solution!r} for {p} fails the reward: {e.reason}") from None
-    if numerator != p.target * denominator:
-        raise AssertionError(f"reference solution {p.solution!r} does not reach {p.target}")
+def _give_up(config: Config, k: int, targets: np.ndarray, when: str) -> NoReturn:
+    stuck = sorted(set(targets.tolist()))[:5]
+    raise UsageError(
+        f"no {k} numbers in {config.numbers[0]}:{config.numbers[1]} reached target(s) {stuck} {when}: widen "
+        "--number-range, choose a --target-range these numbers reach, or relax the difficulty band"
+    )
+
+
+def _verify(p: Puzzle, where: str = "") -> None:
+    """Our bug if a reference solution does not score 1.0: check it with the reward's own scorer."""
+    label = {"task": "countdown", "target": p.target, "numbers": list(p.numbers)}
+    found = reward.score(f"<answer>{p.solution}</answer>", label)
+    if not found.correct:
+        raise AssertionError(
+            f"{where}reference solution {p.solution!r} for {list(p.numbers)} -> {p.target} scores {found.reward} "
+            f"through reward_funcs.countdown ({found.reason}): a bug in data_tools.solver, nothing was written"
+        )
 
 
 def puzzle_space(config: Config) -> int:
@@ -270,7 +291,7 @@ def build_parser() -> cli.Parser:
     parser.add_argument(
         "--test-size", type=int, default=TINYZERO_TEST, help=f"test rows (default: {TINYZERO_TEST:,}, TinyZero's)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, 0 or more (default: 0)")
     parser.add_argument(
         "--workers",
         type=int,
@@ -342,8 +363,13 @@ def config_from(args) -> Config:
         max_solutions=args.max_solutions,
         seed=args.seed,
     )
-    if not config.rational and min(config.numbers[0], config.targets[0]) < 0:
-        raise UsageError("negative numbers or targets need --rational (integer arithmetic stays non-negative)")
+    if config.numbers[0] < 0:
+        raise UsageError(
+            f"--number-range {args.number_range}: numbers must be 0 or more (an answer writes its numbers as digits, "
+            "so the reward can never match a negative one)"
+        )
+    if not config.rational and config.targets[0] < 0:
+        raise UsageError("negative targets need --rational (integer arithmetic stays non-negative)")
     if config.min_solutions < 1 or (config.max_solutions is not None and config.max_solutions < config.min_solutions):
         raise UsageError("the difficulty band needs 1 <= --min-solutions <= --max-solutions")
     if config.banded and counts[-1] > solver.EXHAUSTIVE_MAX:
@@ -363,6 +389,9 @@ def import_puzzles(args, wanted: int) -> tuple[list[Puzzle], list[Puzzle], dict]
     if len(rows) < wanted:
         raise UsageError(f"--source has {len(rows):,} rows; --train-size + --test-size is {wanted:,}")
     puzzles = [Puzzle(numbers, target, *found) for (numbers, target), found in zip(rows, solve_rows(rows), strict=True)]
+    for i, p in enumerate(puzzles, 1):
+        if p.solution is not None:
+            _verify(p, f"--source {args.source}: row {i}: ")
     train, test = split_puzzles(puzzles, args.train_size, args.test_size, args.split)
     tz_train, tz_test = split_puzzles(puzzles, args.train_size, args.test_size, "tinyzero")
     report = {
@@ -393,8 +422,17 @@ def run(args) -> int:
         raise UsageError("--train-size and --test-size must be at least 1")
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    check_out(args.out, args.force)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more; got {args.seed}")
     config = config_from(args)
+    arguments = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in ("out", "force", "skip_existing", "workers")
+    }  # what does not change the data stays out
+    if already_made(args.out, args, "data_tools.countdown", None if args.source else arguments):
+        return 0
+    check_out(args.out, args.force)
     template = COUNTDOWN[args.template]
     wanted = args.train_size + args.test_size
     report: dict = {}
@@ -402,9 +440,6 @@ def run(args) -> int:
         train, test, report = import_puzzles(args, wanted)
     else:
         train, test = generate_puzzles(args, config, wanted)
-    arguments = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "force", "workers")
-    }  # what does not change the data stays out
     manifest = write_dataset(
         args.out,
         {"train": [row(p, template) for p in train], "test": [row(p, template) for p in test]},

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from data_tools.output import check_out, tool_parser, write_dataset
+from data_tools.output import already_made, check_out, tool_parser, write_dataset
 from data_tools.templates import MULTIPLY
 from reward_funcs import cli
 from reward_funcs.cli import UsageError
@@ -91,7 +91,7 @@ def build_parser() -> cli.Parser:
     parser.add_argument(
         "--test-size", type=int, default=TINYZERO_TEST, help=f"test rows (default: {TINYZERO_TEST:,}, TinyZero's)"
     )
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1, TinyZero's)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed, 0 or more (default: 1, TinyZero's)")
     return parser
 
 
@@ -101,6 +101,8 @@ def check_sizes(args) -> None:
         raise UsageError(f"--digits must be 1 to 9; got {args.digits}")
     if args.train_size < 1 or args.test_size < 1 or args.draws < 1:
         raise UsageError("--draws, --train-size and --test-size must be at least 1")
+    if args.seed < 0:  # random.seed(-1) is random.seed(1): refused rather than silently the same data
+        raise UsageError(f"--seed must be 0 or more; got {args.seed}")
     space = (10**args.digits) ** 2
     if args.train_size + args.test_size > min(space, args.draws):
         raise UsageError(
@@ -112,6 +114,10 @@ def check_sizes(args) -> None:
 
 def run(args) -> int:
     check_sizes(args)
+    kept = {k: v for k, v in vars(args).items() if k not in ("out", "force", "skip_existing")}  # what shapes the data
+    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in kept.items()}
+    if already_made(args.out, args, "data_tools.multiply", arguments):
+        return 0
     check_out(args.out, args.force)
     pairs = distinct(draw_pairs(args.digits, args.draws, args.seed))
     if len(pairs) < args.train_size + args.test_size:
@@ -122,7 +128,6 @@ def run(args) -> int:
     train, test = pairs[: args.train_size], pairs[-args.test_size :]
     swapped = len({(b, a) for a, b in test} & set(train))
     template = MULTIPLY[args.template]
-    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "force")}
     manifest = write_dataset(
         args.out,
         {"train": [row(a, b, template) for a, b in train], "test": [row(a, b, template) for a, b in test]},

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -195,10 +196,12 @@ def expression(numbers, index: int, rational: bool = False) -> str:
 EXHAUSTIVE_MAX = 5  # beyond, the combinations are too many to count (2.8 million for six numbers)
 
 
-def first_solution(numbers, target: int, rational: bool = False) -> int | None:
+def first_solution(numbers, target: int, rational: bool = False, deadline: float | None = None) -> int | None:
     """Index of the first combination (in the search's order) that reaches the target, or None: a depth-first
-    search that stops at the first solution and never revisits a multiset of values it has exhausted."""
+    search that stops at the first solution and never revisits a multiset of values it has exhausted. Past
+    `deadline` (a time.monotonic() value) it raises TimeoutError: six numbers can take seconds each."""
     exhausted: set[tuple] = set()
+    visits = itertools.count(1)
 
     def dfs(values: tuple) -> list[tuple[int, int]] | None:
         if len(values) == 1:
@@ -206,6 +209,8 @@ def first_solution(numbers, target: int, rational: bool = False) -> int | None:
         state = tuple(sorted(values))
         if state in exhausted:
             return None
+        if deadline is not None and next(visits) % 4096 == 0 and time.monotonic() > deadline:
+            raise TimeoutError
         for p, (i, j) in enumerate(pairs(len(values))):
             rest = tuple(values[x] for x in range(len(values)) if x not in (i, j))
             for op, result in enumerate(_results(values[i], values[j], rational)):

@@ -5,13 +5,14 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from testkit import REPO
 
-from data_tools import countdown
+from data_tools import countdown, solver
 from data_tools.output import sha256
 from reward_funcs import score_sample
 
@@ -170,6 +171,12 @@ def test_existing_out_needs_force(tmp_path, capsys):
         (["--split", "tinyzero"], "--split applies to --source"),
         (["--source", "missing.parquet"], "no such file"),
         (["--numbers", "3"], "unrecognized arguments"),
+        (["--seed", "-1"], "--seed must be 0 or more"),
+        (
+            ["--rational", "--number-range=-5:5", "--target-range=-5:5", "--train-size", "9"],
+            "numbers must be 0 or more",
+        ),
+        (["--skip-existing", "--force"], "pass one of them"),
     ],
 )
 def test_bad_arguments_fail_in_one_line_before_any_work(tmp_path, args, message):
@@ -249,3 +256,37 @@ def test_import_from_jsonl(tmp_path):
     source.write_text("".join(json.dumps({"target": t, "nums": list(n)}) + "\n" for n, t in ROWS))
     out = make(tmp_path, "--source", str(source), "--train-size", "3", "--test-size", "2")
     assert len(read(out, "train")) == 3
+
+
+# ---- a search that cannot succeed ------------------------------------------------------------------------------
+
+# Six numbers of 1..9 make at most 9^6 = 531,441: no draw reaches 600,000, and each try is a depth-first search.
+UNREACHABLE = ["--counts", "6", "--number-range", "1:9", "--target-range", "600000:600000"]
+
+
+def test_an_unreachable_target_gives_up_within_the_search_budget(tmp_path):
+    """The budget (SEARCH_BUDGET, 45 s) set to 1 s: the run must end in one line soon after, not after the
+    hours that 10,000 rounds of depth-first searches take. The timeout only guards against a hang."""
+    script = (
+        "import sys; from data_tools import countdown; countdown.SEARCH_BUDGET = 1.0; "
+        "raise SystemExit(countdown.main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "--out", str(tmp_path / "o"), *UNREACHABLE, "--train-size", "1"]
+        + ["--test-size", "1", "--workers", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.splitlines()[-1]  # after tqdm's progress bar
+    assert line.startswith("python -m data_tools.countdown: error: no 6 numbers in 1:9 reached target(s) [600000]")
+    assert "in 1 s of search" in line and "--target-range" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_single_depth_first_search_stops_at_the_deadline():
+    # 6 numbers, rational arithmetic, an unreachable target: seconds of search without a deadline.
+    with pytest.raises(TimeoutError):
+        solver.first_solution([3, 7, 9, 25, 50, 75], 1_000_007, rational=True, deadline=time.monotonic() + 0.2)

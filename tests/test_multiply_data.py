@@ -90,6 +90,7 @@ def test_splits_never_share_a_pair(tmp_path, digits, draws, train, test):
         (["--draws", "50", "--train-size", "40", "--test-size", "20"], "at most 50 distinct pairs"),
         (["--digits", "1", "--draws", "100", "--train-size", "60", "--test-size", "30"], "raise --draws"),
         (["--digits", "0"], "--digits must be 1 to 9"),
+        (["--seed", "-1"], "--seed must be 0 or more"),  # random.seed(-1) would silently be random.seed(1)
     ],
 )
 def test_impossible_settings_are_refused(tmp_path, capsys, args, message):
