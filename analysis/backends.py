@@ -7,6 +7,7 @@ model's GPU memory back; what fails there, a crash included, is one line naming 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -121,25 +122,76 @@ def first_line(error: BaseException) -> str:
 def make_backend(name: str, model: str, settings: Settings):
     """Load `model` with backend `name` (auto: vLLM when installed and a GPU is present; `vllm` itself needs no
     check of the GPU, so a stand-in can take its place). A model that cannot be loaded (no such folder or hub
-    name, the hub unreachable, no weights, not enough free GPU memory) is a UsageError naming it."""
+    name, the hub unreachable, no weights, not enough free GPU memory) is a UsageError naming it; a vLLM that
+    cannot be imported is one naming vLLM."""
     if name == "auto":
         import importlib.util
 
         import torch
 
         name = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
+    if name == "vllm":
+        check_vllm()
+    unreachable = hub_unreachable(model)
     try:
         return (VLLMBackend if name == "vllm" else TransformersBackend)(model, settings)
+    except (ImportError, OSError, ValueError, RuntimeError) as e:
+        # ImportError: a package the model's code needs; OSError: transformers and vLLM cannot find or read it;
+        # ValueError: vLLM's check of free GPU memory and of the model's config; RuntimeError: vLLM's engine
+        # failing to start, torch out of memory
+        hub = f" (the hub did not answer: {unreachable}; only the local cache was searched)" if unreachable else ""
+        raise UsageError(f"cannot load the model {model}: {first_line(e)}{hub}") from None
+
+
+def check_vllm() -> None:
+    """vLLM can be imported, or a UsageError saying so (not one blaming the model about to be loaded)."""
+    try:
+        import vllm  # noqa: F401
     except ImportError as e:
         if e.name == "vllm":
             raise UsageError(
                 "--backend vllm needs vLLM (pip install vllm==0.29.0 on a GPU node), or pass --backend transformers"
             ) from None
-        raise UsageError(f"cannot load the model {model}: {first_line(e)}") from None
-    except (OSError, ValueError, RuntimeError) as e:
-        # OSError: transformers and vLLM cannot find or read it; ValueError: vLLM's check of free GPU memory and of
-        # the model's config; RuntimeError: vLLM's engine failing to start, torch out of memory
-        raise UsageError(f"cannot load the model {model}: {first_line(e)}") from None
+        raise UsageError(
+            f"--backend vllm: vLLM cannot be imported ({first_line(e)}): repair its install (pip install "
+            "vllm==0.29.0 on a GPU node), or pass --backend transformers"
+        ) from None
+
+
+HUB_WAIT_SECONDS = 5  # how long the hub has to answer before the model is looked for in the local cache only
+
+
+def hub_unreachable(model: str) -> str | None:
+    """For a hub name, when the Hugging Face hub does not answer one request within HUB_WAIT_SECONDS (or answers
+    with a server error): why, and offline mode for this process and those it starts, so that the model loads
+    from the local cache or fails at once, instead of after huggingface_hub's retries of every file (a minute).
+    None for a local folder, in offline mode already, or when the hub answers."""
+    if os.path.exists(model):
+        return None
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+    except ImportError:  # no hub client: the backend says what is missing
+        return None
+    if constants.is_offline_mode():
+        return None
+    answer = []
+
+    def ask() -> None:
+        try:
+            status = get_session().head(constants.ENDPOINT, timeout=HUB_WAIT_SECONDS).status_code
+            answer.append(f"HTTP {status} from {constants.ENDPOINT}" if status >= 500 else None)
+        except Exception as e:  # whatever stops an answer: no route, no name, a proxy's refusal
+            answer.append(f"{constants.ENDPOINT}: {first_line(e)}")
+
+    asking = threading.Thread(target=ask, daemon=True)  # a name lookup can hang past any timeout: never wait on it
+    asking.start()
+    asking.join(HUB_WAIT_SECONDS + 1)
+    why = answer[0] if answer else f"no answer from {constants.ENDPOINT} in {HUB_WAIT_SECONDS} s"
+    if why:
+        constants.HF_HUB_OFFLINE = True  # what huggingface_hub and transformers consult before every request
+        os.environ["HF_HUB_OFFLINE"] = "1"  # and vLLM's engine processes, which import them afresh
+    return why
 
 
 # ---- one process per model -----------------------------------------------------------------------------------

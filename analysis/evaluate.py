@@ -7,7 +7,8 @@
 Greedy by default, as TinyZero validates. Reports strict accuracy (correct answers only), TinyZero's mean
 reward (with its 0.1 format credit, to compare with its validation curve), format rate, pass@k for every
 k <= n (unbiased estimator), response lengths and truncation, and how often the thinking verifies, backtracks
-and enumerates attempts; each also by how many numbers a puzzle has and by the solver's difficulty band.
+and enumerates attempts; each also by how many numbers a Countdown puzzle has and by the solver's difficulty band
+(when the data rates its puzzles), in numeric order; a task with neither (multiplication) has neither section.
 Writes results.json, samples.jsonl and summary.md into --out (default: <model>/eval), whole or not at all; an
 existing one is replaced only with --force, and never a model or the data. With --run, the prompts are the
 run's `eval.dataset` (from its recipe.yaml): a comma-separated list is read file by file and evaluated as one
@@ -21,7 +22,9 @@ model's folder and exits before the next model loads. vLLM keeps a model's GPU m
 so a second model loaded in the same process would fail vLLM's check of free memory. A model that fails (cannot
 be loaded, runs out of memory, its process killed) stops the evaluation with one line naming it; the models
 before it keep their results.
-Backend: vLLM when installed and a GPU is present, transformers otherwise (`--backend` to choose).
+Backend: vLLM when installed and a GPU is present, transformers otherwise (`--backend` to choose). A hub name is
+looked for in the local cache only when the hub does not answer within 5 s: a missing one is one line in seconds,
+not a minute of retries.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import metrics
+from analysis import metrics, writable
 from analysis.backends import Settings, in_own_process, in_this_process, make_backend
 from analysis.run_folder import curve_points, run_dataset, run_models, write_step_curve
 from data_tools import output
@@ -100,8 +103,14 @@ def evaluate(backend, rows: list[dict], settings: Settings, progress: bool = Tru
         bar.update(len(part))
     bar.close()
     results = metrics.summarize(samples, settings.n)
-    results["by_numbers"] = metrics.by_group(samples, lambda s: s["numbers"], settings.n)
-    results["by_difficulty"] = metrics.by_group(samples, lambda s: metrics.difficulty_band(s["solutions"]), settings.n)
+    # Only where the grouping means something: how many numbers a Countdown puzzle combines (a product always has
+    # two operands), and the solver's difficulty bands when the data rates its puzzles; empty for a task with neither.
+    results["by_numbers"] = metrics.by_group(
+        samples, lambda s: s["numbers"] if s["task"] == "countdown" else None, settings.n
+    )
+    rated = any(s["solutions"] is not None for s in samples)
+    band = metrics.difficulty_band
+    results["by_difficulty"] = metrics.by_group(samples, lambda s: band(s["solutions"]), settings.n) if rated else {}
     return results, samples
 
 
@@ -233,20 +242,13 @@ def step_curve_files(args, targets) -> list[Path]:
 def check_outputs(folders: list[Path], files: list[Path], inputs: list[Path], force: bool) -> None:
     """Before any model is loaded, so that a model is never blamed for --out: refuse an output that exists
     (without --force), that would replace an input (a model folder, a test file), or that cannot be written."""
-    outs = folders + files
-    for out in outs:
+    for out in folders + files:
         for source in inputs:
             if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
                 raise UsageError(f"{out} would replace {source}, an input: choose another --out")
-    cli.refuse_overwrite(*outs, force=force)
-    for out in outs:
-        if out in folders and out.exists() and not out.is_dir():
-            raise UsageError(f"{out} exists and is not a folder: choose another --out")
-        existing = next(p for p in out.parents if p.exists())  # where its missing folders will be made
-        if not existing.is_dir():
-            raise UsageError(f"cannot create {out}: {existing} is not a folder: choose another --out")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise UsageError(f"cannot write into {existing} (permission denied): choose another --out")
+    cli.refuse_overwrite(*folders, *files, force=force)  # every one named at once
+    for out in folders + files:
+        writable.check(out, force, kind="folder" if out in folders else "file")
 
 
 # ---- one model -----------------------------------------------------------------------------------------------

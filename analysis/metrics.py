@@ -82,11 +82,19 @@ def summarize(samples: list[dict], n: int) -> dict:
 
 
 def by_group(samples: list[dict], key, n: int) -> dict[str, dict]:
-    """`summarize` per value of key(sample) (e.g. how many numbers, difficulty band)."""
+    """`summarize` per value of key(sample) (e.g. how many numbers, difficulty band), in numeric order ("3" before
+    "10", "9-32" before "33+ (easy)"); a sample whose key is None belongs to no group."""
     groups: dict[str, list[dict]] = {}
     for s in samples:
-        groups.setdefault(str(key(s)), []).append(s)
-    return {name: summarize(group, n) for name, group in sorted(groups.items())}
+        if (name := key(s)) is not None:
+            groups.setdefault(str(name), []).append(s)
+    return {name: summarize(groups[name], n) for name in sorted(groups, key=numeric_order)}
+
+
+def numeric_order(name: str) -> tuple[float, str]:
+    """Sort key: the number a group's name starts with, then the name; names without one last."""
+    found = re.match(r"\d+", name)
+    return (int(found.group()) if found else math.inf, name)
 
 
 def difficulty_band(solutions: int | None) -> str:

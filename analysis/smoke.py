@@ -12,11 +12,14 @@ writes `smoke.md` beside them and prints it. Exit status 0 only when every stage
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import sys
 from pathlib import Path
 
 import yaml
 
+from analysis import writable
 from analysis.curves import read_scalars
 from reward_funcs import cli
 
@@ -81,7 +84,7 @@ def build(run: Path) -> str:
     missing = [stage for stage in STAGES if stage not in done]
     lines += [f"| {stage} | - | did not run |" for stage in missing]
     logs = run / "tensorboard" / TIMED_JOB
-    series = read_scalars(logs) if logs.is_dir() else {}
+    series = read_scalars(logs, warn=warning) if logs.is_dir() else {}
     times = step_times(series)
     if times:
         total = times.get("step_total") or sum(times.get(p, 0.0) for p in PARTS)
@@ -111,6 +114,10 @@ def build(run: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def warning(line: str) -> None:
+    print(f"{PROG}: warning: {line}", file=sys.stderr, flush=True)
+
+
 def build_parser() -> cli.Parser:
     parser = cli.parser(PROG, __doc__)
     parser.add_argument("run", type=Path, help="the smoke run's folder")
@@ -123,11 +130,18 @@ def main(args) -> int:
     if not args.run.is_dir():
         raise cli.UsageError(f"no such run folder: {args.run}")
     out = args.run / "smoke.md"
-    cli.refuse_overwrite(out, force=args.force)
+    if out.exists() and not out.is_file():
+        raise cli.UsageError(f"{out} exists and is not a file: remove it")
+    writable.check(out, args.force, kind="file", fix="make the run folder writable")
     text = build(args.run)
-    tmp = out.with_name(".smoke.md.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    tmp = out.with_name(f".smoke.md.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(out)
+    except OSError as e:  # a full disk, the folder made read-only meanwhile
+        raise cli.UsageError(f"cannot write {out} ({e.strerror or e}): make room, or the run folder writable") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     print(text, end="")
     return 0 if "Smoke run passed" in text else 1
 

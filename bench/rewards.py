@@ -5,8 +5,9 @@
 Realistic corpus: Countdown completions as a model writes them (correct, wrong, unformatted; chains of thought
 of 300 to 1,000 tokens), scored from the full query (TinyZero prompt + response), as during training.
 Adversarial corpus: power and floor-division bombs, 1 MB strings, 10^5 nested parentheses, Unicode digits,
-thousands of answer tags. The baseline runs each adversarial input in a child process with a time and memory
-limit, because its eval hangs on some of them.
+thousands of answer tags, and for every task an unclosed answer over a 1 MB and a 16 MB line of "<b" (the input
+that once cost 32 ms per MB), each reported per MB of UTF-8 as well. The baseline runs each adversarial input
+in a child process with a time and memory limit, because its eval hangs on some of them.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def adversarial_corpus() -> dict[str, tuple[str, str, dict]]:
         prompt = "User: Give me the answer of the following equation: 12 * 34.\nAssistant: <think>"
         return prompt + response, prompt, {"task": "multiply", "numbers": [12, 34], "product": 408}
 
+    def long_line(megabytes: int) -> str:  # an <answer> left open over a line of "<b", closed on the next line
+        return "<answer>" + "<b" * (megabytes << 19) + "\n</answer>"
+
     mb = 1_000_000
     return {
         "power bomb 44**35**19": countdown("<answer>44**35**19</answer>", [44, 35, 19]),
@@ -112,17 +116,23 @@ def adversarial_corpus() -> dict[str, tuple[str, str, dict]]:
         "multiply: 5,000 answer lines": multiply("<answer>\n</answer>\n" * 2500 + "<answer>408</answer>"),
         "multiply: 1 MB digit answer": multiply("<answer>" + "4" * mb + "</answer>"),
         "multiply: 1 MB of tags, one per line": multiply("<answer>\n" * (mb // 9)),
+        **{
+            f"{task}: unclosed answer, {size} MB line of '<b'": make(long_line(size))
+            for task, make in (("countdown", lambda r: countdown(r, [44, 19, 35])), ("multiply", multiply))
+            for size in (1, 16)
+        },
     }
 
 
 # The heaviest input anyone can write is bounded by the rollout length; this one is far beyond it and is
 # reported apart from the adversarial worst case.
 STRESS = {
-    "multiply: 110,000 tag lines in 1 MB": lambda: (
-        "Assistant: " + "<answer>\n</answer>\n" * 55_000,
+    f"multiply: {lines:,} tag lines in {size} MB": lambda lines=lines: (
+        "Assistant: " + "<answer>\n</answer>\n" * (lines // 2),
         "Assistant: ",
         {"task": "multiply", "numbers": [12, 34], "product": 408},
-    ),
+    )
+    for lines, size in ((110_000, 1), (1_760_000, 16))
 }
 
 
@@ -130,6 +140,10 @@ def baseline(query: str, label: dict) -> float:
     if label["task"] == "countdown":
         return tinyzero.countdown(query, label["target"], label["numbers"])
     return tinyzero.multiply(query, label["product"])
+
+
+def megabytes(item) -> float:
+    return len(item[0].encode("utf-8", "surrogatepass")) / 1e6
 
 
 def time_ours(item, repeats: int) -> tuple[float, float]:
@@ -178,17 +192,18 @@ def main() -> None:
     mean_tokens = statistics.mean(len(q) - len(p) for q, p, _ in corpus) / CHARS_PER_TOKEN
     for query, prompt, label in corpus:  # same verdicts, or the timing means nothing
         assert score_sample(query, prompt, label).reward == baseline(query, label), query[-200:]
-    timings = {}
-    for name, scorer in (
-        ("ours", lambda q, p, lab: score_sample(q, p, lab)),
-        ("eval baseline", lambda q, p, lab: baseline(q, lab)),
-    ):
-        per = []
-        for query, prompt, label in corpus:
+    # Interleaved, completion by completion and in alternating order, so that a machine shared with other work
+    # slows both alike (timed one corpus after the other, the ratio swung from 0.65x to 1.07x between runs).
+    scorers = {
+        "ours": lambda q, p, lab: score_sample(q, p, lab),
+        "eval baseline": lambda q, p, lab: baseline(q, lab),
+    }
+    timings = {name: [] for name in scorers}
+    for index, (query, prompt, label) in enumerate(corpus):
+        for name in list(scorers)[:: 1 if index % 2 else -1]:
             t = time.perf_counter()
-            scorer(query, prompt, label)
-            per.append(time.perf_counter() - t)
-        timings[name] = per
+            scorers[name](query, prompt, label)
+            timings[name].append(time.perf_counter() - t)
     print(
         f"Realistic Countdown corpus: {len(corpus)} completions, mean {mean_tokens:.0f} tokens, "
         f"{sum(score_sample(*c).correct for c in corpus)} correct"
@@ -205,20 +220,30 @@ def main() -> None:
         f"\nAdversarial corpus (ours: first call, then median of {args.repeats}; baseline: one run in a child "
         f"process, guarded at {args.guard_seconds:g} s and 2 GB)"
     )
-    print(f"  {'input':38s} {'ours, first':>12s} {'ours':>12s}   {'eval baseline':>24s}")
+    print(f"  {'input':48s} {'ours, first':>12s} {'ours':>12s} {'ours per MB':>12s}   {'eval baseline':>24s}")
     corpus = adversarial_corpus()
     ours = {name: time_ours(item, args.repeats) for name, item in corpus.items()}  # before any fork
+    # per MB of UTF-8, for the inputs of 1 MB and more (on a small one it is the cost of a call)
+    per_mb = {name: warm / megabytes(corpus[name]) for name, (_, warm) in ours.items() if megabytes(corpus[name]) >= 1}
     for name, item in corpus.items():
         first, warm = ours[name]
         print(
-            f"  {name:38s} {first * 1e6:9,.0f} us {warm * 1e6:9,.0f} us   "
-            f"{time_baseline_guarded(item, args.guard_seconds):>24s}"
+            f"  {name:48s} {first * 1e6:9,.0f} us {warm * 1e6:9,.0f} us "
+            + (f"{per_mb[name] * 1e3:6.2f} ms/MB   " if name in per_mb else " " * 15)
+            + f"{time_baseline_guarded(item, args.guard_seconds):>24s}"
         )
     worst, worst_first = max(w for _, w in ours.values()), max(f for f, _ in ours.values())
     print(f"  worst case, ours: {worst * 1e6:,.0f} us ({worst_first * 1e6:,.0f} us on a first call)")
+    name = max(per_mb, key=per_mb.get)
+    print(f"  worst per MB, ours (inputs of 1 MB and more): {per_mb[name] * 1e3:.2f} ms per MB ({name})")
+    print("\nStress, beyond any rollout: an <answer> left open on every other line, so every tag is looked at")
     for name, make in STRESS.items():
-        first, ours = time_ours(make(), args.repeats)
-        print(f"\nStress, beyond any rollout: {name}: ours {ours * 1e6:,.0f} us ({first * 1e6:,.0f} us first call)")
+        item = make()
+        first, warm = time_ours(item, args.repeats)
+        print(
+            f"  {name}: ours {warm * 1e6:,.0f} us, {warm / megabytes(item) * 1e3:.2f} ms per MB "
+            f"({first * 1e6:,.0f} us first call)"
+        )
 
 
 if __name__ == "__main__":

@@ -179,11 +179,15 @@ class RewardServices:
     def start(self) -> list[str]:
         import urllib.request
 
+        # On loopback the services need no token, and their URLs (printed, saved with the run) carry none: a
+        # REWARD_TOKEN meant for a remote service must not make these require one.
+        env = {name: value for name, value in os.environ.items() if name != "REWARD_TOKEN"}
         for port in self.ports:
             self.processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "reward_funcs.server", "--port", str(port), "--workers", str(self.workers)],
                     cwd=REPO,
+                    env=env,
                 )
             )
         deadline = time.monotonic() + 120

@@ -633,3 +633,368 @@ def test_evaluate_refuses_an_existing_out_before_loading_anything(tmp_path, monk
     monkeypatch.setattr(evaluate, "make_backend", lambda *a: pytest.fail("a model was loaded"))
     monkeypatch.setattr(evaluate, "evaluate_model", lambda *a: pytest.fail("a model was evaluated"))
     assert evaluate.main(["--model", "x", "--data", "y.parquet", "--out", str(tmp_path / "eval")]) == 2
+
+
+# ---- summary.md: groups in numeric order, and only the groupings a task has --------------------------------
+
+
+class FixedBackend:
+    """A model that writes the same completion for every prompt."""
+
+    name = "fixed"
+    tokenizer = None
+
+    def __init__(self, completion=" </think>\n<answer>1 + 2</answer><|endoftext|>"):
+        self.completion = completion
+
+    def generate(self, prompts):
+        return [[backends.Completion(self.completion, 5, False)] for _ in prompts]
+
+
+def countdown_row(numbers, solutions):
+    label = {"task": "countdown", "target": 10, "numbers": numbers}
+    return {"prompt": f"User: {numbers}\nAssistant:", "label": json.dumps(label), "solutions": solutions}
+
+
+def multiply_row(a, b):
+    label = {"task": "multiply", "numbers": [a, b], "product": a * b}
+    return {"prompt": f"User: {a} * {b}\nAssistant:", "label": json.dumps(label)}
+
+
+SETTINGS_RECORD = {"model": "m", "data": "d", "n": 1, "temperature": 0.0, "backend": "fixed"}
+
+
+def test_groups_come_in_numeric_order_in_results_and_summary():
+    rows = [countdown_row(list(range(1, 1 + count)), solutions) for count, solutions in ((10, 40), (3, 12), (4, 5))]
+    rows += [countdown_row([1, 2, 3], 1), countdown_row([1, 2, 3, 4], None)]
+    results, _ = evaluate.evaluate(FixedBackend(), rows, backends.Settings(), progress=False)
+    assert list(results["by_numbers"]) == ["3", "4", "10"]
+    bands = ["1-2 (hard)", "3-8", "9-32", "33+ (easy)", "unrated"]
+    assert list(results["by_difficulty"]) == bands
+    summary = evaluate.summary_markdown(results, SETTINGS_RECORD)
+    positions = [summary.index(f"| {band} |") for band in bands]
+    assert positions == sorted(positions), summary
+    assert summary.index("| 4 | 2 |") < summary.index("| 10 | 1 |")
+
+
+def test_multiplication_has_no_numbers_or_difficulty_sections():
+    rows = [multiply_row(12, 34), multiply_row(7, 8)]
+    results, samples = evaluate.evaluate(
+        FixedBackend(" <answer>408</answer>"), rows, backends.Settings(), progress=False
+    )
+    assert results["accuracy"] == 0.5 and len(samples) == 2
+    assert results["by_numbers"] == {} and results["by_difficulty"] == {}
+    summary = evaluate.summary_markdown(results, SETTINGS_RECORD)
+    assert "By how many numbers" not in summary and "By difficulty" not in summary, summary
+
+
+def test_puzzles_without_a_solver_rating_have_no_difficulty_section():
+    rows = [countdown_row([1, 2, 3], None), countdown_row([1, 2, 3, 4], None), multiply_row(2, 3)]
+    results, _ = evaluate.evaluate(FixedBackend(), rows, backends.Settings(), progress=False)
+    assert list(results["by_numbers"]) == ["3", "4"]  # the Countdown puzzles only
+    assert results["by_difficulty"] == {}
+    summary = evaluate.summary_markdown(results, SETTINGS_RECORD)
+    assert "## By how many numbers" in summary and "By difficulty" not in summary
+
+
+# ---- report: a results.json it cannot use is reported, never the end of the report ------------------------
+
+GOOD_METRICS = {"accuracy": 0.5, "mean_reward": 0.6, "format_rate": 0.9, "length": {"mean": 100}}
+
+
+def metrics_json(**changes):
+    return json.dumps({"metrics": {**GOOD_METRICS, **changes}})
+
+
+MALFORMED_RESULTS = {  # what results.json holds -> what the report must say about it
+    "empty": ("", "not JSON"),
+    "not JSON": ("{'metrics': ", "not JSON"),
+    "a list": ("[1, 2]", 'no "metrics" object'),
+    "no metrics": ("{}", 'no "metrics" object'),
+    "metrics a list": ('{"metrics": [0.5]}', 'no "metrics" object'),
+    "accuracy left out": (json.dumps({"metrics": {k: v for k, v in GOOD_METRICS.items() if k != "accuracy"}}), "no"),
+    "accuracy null": (metrics_json(accuracy=None), "not a number"),
+    "a string for a number": (metrics_json(accuracy="0.5"), "not a number"),
+    "true for a number": (metrics_json(format_rate=True), "not a number"),
+    "NaN": (metrics_json(accuracy=0.123).replace("0.123", "NaN"), "NaN"),
+    "Infinity": (metrics_json(mean_reward=0.123).replace("0.123", "-Infinity"), "Infinity"),
+    "a number too big for a float": (metrics_json(mean_reward=0.123).replace("0.123", "1e999"), "inf"),
+    "accuracy above 1": (metrics_json(accuracy=1.5), "outside [0, 1]"),
+    "negative": (metrics_json(format_rate=-0.1), "outside [0, 1]"),
+    "length not an object": (metrics_json(length=100), '"length"'),
+    "negative length": (metrics_json(length={"mean": -3}), "length"),
+    "nested 100,000 deep": ("[" * 100_000 + "]" * 100_000, "not JSON"),
+    "not UTF-8": (b"\xff\xfe{}", "cannot be read"),
+}
+
+
+def write_results(run, content):
+    path = run / "eval" / "final" / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize("kind", MALFORMED_RESULTS)
+def test_report_says_which_results_it_cannot_use_and_reports_the_rest(tmp_path, capsys, kind):
+    content, says = MALFORMED_RESULTS[kind]
+    runs = tmp_path / "runs"
+    good, _ = write_run(runs, "algorithm-ppo", 5, 0.5)
+    write_results(good, json.dumps({"metrics": GOOD_METRICS}))
+    bad, _ = write_run(runs, "algorithm-grpo", 5, 0.5)
+    path = write_results(bad, content)
+    out = tmp_path / "report"
+    ablation = str(REPO / "recipes/ablations/algorithm.yaml")
+    assert report.main([ablation, "--runs-dir", str(runs), "--out", str(out)]) == 0
+    table = (out / "report.md").read_text()
+    assert "| ppo | 0.500 | 0.600 | 0.900 | 100 |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| grpo |"))
+    assert "| grpo | unreadable |" in row and str(bad) in row, row
+    assert f"algorithm-grpo: {path}: " in table and says in table.split(f"{path}: ", 1)[1].splitlines()[0], table
+    captured = capsys.readouterr()
+    assert "unreadable: algorithm-grpo" in captured.out
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0], captured.err
+    assert (out / "accuracy.png").is_file()
+
+
+def test_report_reads_a_results_json_that_is_a_folder_as_unreadable(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    bad, _ = write_run(runs, "algorithm-grpo", 5, 0.5)
+    (bad / "eval" / "final" / "results.json").mkdir(parents=True)
+    out = tmp_path / "report"
+    assert (
+        report.main([str(REPO / "recipes/ablations/algorithm.yaml"), "--runs-dir", str(runs), "--out", str(out)]) == 0
+    )
+    assert "| grpo | unreadable |" in (out / "report.md").read_text()
+    assert "cannot be read" in capsys.readouterr().err
+
+
+# ---- curves: a damaged event file is named, with what was read; sparse series are drawn as their points ---------
+
+
+def event_file(run):
+    return next((run / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def damage(run, how):
+    """Damage the run's event file as a crash, a bad disk or a wrong copy would."""
+    path = event_file(run)
+    data = path.read_bytes()
+    path.write_bytes(
+        {
+            "truncated": data[: len(data) * 2 // 3],
+            "corrupt": data[: len(data) // 2] + bytes(40) + data[len(data) // 2 + 40 :],
+            "not an event file": b"these are not the records you are looking for" * 20,
+            "empty": b"",
+        }[how]
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "how, says",
+    [
+        ("truncated", "truncated"),
+        ("corrupt", "corrupt"),
+        ("not an event file", "not a TensorBoard event file"),
+        ("empty", "empty"),
+    ],
+)
+def test_curves_warn_of_a_damaged_event_file_with_what_was_read(tmp_path, capsys, how, says):
+    good, written = write_run(tmp_path / "runs", "algorithm-ppo", 40, 0.5)
+    bad, _ = write_run(tmp_path / "runs", "algorithm-grpo", 40, 0.8)
+    path = damage(bad, how)
+    out = tmp_path / "curves"
+    assert curves.main([str(good), str(bad), "--out", str(out)]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"python -m analysis.curves: warning: {path}: {says}"), warnings[0]
+    read = [point for points in curves.read_scalars(bad, warn=lambda line: None).values() for point in points]
+    if read:
+        steps = f"steps {min(read)[0]} to {max(read)[0]}"
+        assert f"read {len(read)} values" in warnings[0] and steps in warnings[0], warnings[0]
+        assert 0 < len(read) < 4 * 40
+    else:
+        assert "nothing read" in warnings[0], warnings[0]
+    assert (out / "reward.png").is_file()
+    assert curves.read_scalars(good) == {tag: [(s, pytest.approx(v)) for s, v in p] for tag, p in written.items()}
+
+
+def test_a_run_without_damage_gives_no_warning(tmp_path, capsys):
+    good, _ = write_run(tmp_path / "runs", "algorithm-ppo", 40, 0.5)
+    assert curves.main([str(good), "--out", str(tmp_path / "curves")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_sparse_series_is_drawn_as_its_points_never_averaged_across_steps(tmp_path, monkeypatch):
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "runs" / "r" / "20260101-000000"
+    writer = SummaryWriter(log_dir=str(run / "tensorboard" / "train"))
+    held_out = [(0, 0.14), (100, 0.60), (200, 0.64)]  # OpenRLHF evaluates every eval_steps
+    for step, value in held_out:
+        writer.add_scalar("eval/eval_countdown_pass1", value, step)
+    for step in range(201):
+        writer.add_scalar("train/reward", step % 2, step)  # logged every step
+    writer.close()
+    axes = {}
+    subplots = curves.plt.subplots
+
+    def recording_subplots(*args, **kwargs):
+        fig, ax = subplots(*args, **kwargs)
+        axes[len(axes)] = ax
+        return fig, ax
+
+    monkeypatch.setattr(curves.plt, "subplots", recording_subplots)
+    plotted = curves.plot([run], tmp_path / "png", weight=0.9)
+    assert list(plotted) == ["reward", "eval_reward"]
+    reward, eval_reward = (axes[0].get_lines(), axes[1].get_lines())
+    assert len(eval_reward) == 1 and eval_reward[0].get_marker() == "o"
+    assert list(eval_reward[0].get_xdata()) == [0, 100, 200]
+    assert list(eval_reward[0].get_ydata()) == pytest.approx([0.14, 0.60, 0.64])  # not 0.14 -> 0.19 -> 0.23
+    raw, smoothed = reward  # every step: the raw series faint, the moving average on top
+    assert raw.get_alpha() < 1 and list(smoothed.get_ydata()) == pytest.approx(
+        curves.smooth(list(raw.get_ydata()), 0.9)
+    )
+
+
+# ---- an --out that cannot be written: one line naming it, before any work, and nothing lost ------------------
+
+UNDER_PROC = "/proc/no-such-process/out"  # no one can create a folder there, root included
+
+
+@pytest.mark.parametrize("where", ["under a file", "a file, with --force", "under /proc"])
+def test_curves_and_report_name_an_out_they_cannot_write(tmp_path, capsys, where):
+    run, _ = write_run(tmp_path / "runs", "algorithm-ppo", 5, 0.5)
+    write_results(run, json.dumps({"metrics": GOOD_METRICS}))
+    (tmp_path / "a-file").write_text("kept")
+    out, extra, says = {
+        "under a file": (tmp_path / "a-file" / "out", [], f"cannot create {tmp_path / 'a-file' / 'out'}: "),
+        "a file, with --force": (tmp_path / "a-file", ["--force"], f"{tmp_path / 'a-file'} exists and is not a folder"),
+        "under /proc": (UNDER_PROC, [], "cannot write into /proc"),
+    }[where]
+    ablation = str(REPO / "recipes/ablations/algorithm.yaml")
+    for main, args in ((curves.main, [str(run)]), (report.main, [ablation, "--runs-dir", str(tmp_path / "runs")])):
+        assert main([*args, "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err and "choose another --out" in err, err
+        assert (tmp_path / "a-file").read_text() == "kept"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "runs"]
+
+
+def test_evaluate_names_an_out_under_proc_before_loading_a_model(tiny_model, dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(evaluate, "make_backend", lambda *a: pytest.fail("a model was loaded"))
+    for argv in (
+        ["--model", tiny_model, "--data", dataset, "--out", UNDER_PROC],
+        ["--model", tiny_model, "--data", dataset, "--out", "/proc/out"],
+    ):
+        assert evaluate.main([*map(str, argv), "--backend", "transformers"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot write into /proc" in err and "choose another --out" in err, err
+
+
+def smoke_run(tmp_path):
+    run = tmp_path / "smoke-run"
+    run.mkdir()
+    (run / "smoke.jsonl").write_text(json.dumps({"stage": "preflight", "status": "ok", "line": "fine"}) + "\n")
+    return run
+
+
+def test_smoke_table_that_cannot_be_written_is_one_line_naming_it(tmp_path, capsys):
+    from analysis import smoke
+
+    run = smoke_run(tmp_path)
+    (run / "smoke.md").mkdir()  # --force must not replace a folder, nor fail with a traceback
+    (run / "smoke.md" / "notes").write_text("kept")
+    assert smoke.main([str(run), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"python -m analysis.smoke: error: {run / 'smoke.md'} exists and is not a file: remove it\n", err
+    assert sorted(p.name for p in run.iterdir()) == ["smoke.jsonl", "smoke.md"]
+    assert (run / "smoke.md" / "notes").read_text() == "kept"
+
+
+def test_smoke_table_leaves_no_temporary_file_when_writing_fails(tmp_path, capsys, monkeypatch):
+    from analysis import smoke
+
+    run = smoke_run(tmp_path)
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(smoke.Path, "write_text", full_disk)
+    assert smoke.main([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m analysis.smoke: error: cannot write {run / 'smoke.md'} (No space left on device)")
+    assert err.count("\n") == 1 and sorted(p.name for p in run.iterdir()) == ["smoke.jsonl"]
+
+
+# ---- the backends: vLLM that cannot be imported, a hub that cannot be reached: one line, in seconds ---------
+
+
+def test_backend_vllm_that_cannot_be_imported_does_not_blame_the_model(
+    tiny_model, dataset, tmp_path, capsys, monkeypatch
+):
+    broken = tmp_path / "broken" / "vllm"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("import a_library_vllm_needs_and_lacks  # noqa\n")
+    monkeypatch.syspath_prepend(str(broken.parent))
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    assert run_evaluate(tiny_model, dataset, tmp_path / "eval", "--backend", "vllm") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot load the model" not in err, err
+    assert "vLLM cannot be imported (No module named 'a_library_vllm_needs_and_lacks')" in err, err
+
+
+def test_a_hub_name_in_offline_mode_is_one_line(dataset, tmp_path, capsys):
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # conftest: the tests never reach the hub
+    assert run_evaluate("no-such-org/no-such-model", dataset, tmp_path / "eval", "--backend", "transformers") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m analysis.evaluate: error: cannot load the model no-such-org/no-such-model: ")
+    assert err.count("\n") == 1 and not (tmp_path / "eval").exists()
+
+
+def test_a_hub_that_does_not_answer_is_asked_once_not_retried(dataset, tmp_path):
+    """Not in offline mode, and the hub is down (here: a local server answering 503 to everything, as a hub
+    behind a failing proxy would). huggingface_hub alone retries each file with back-off, about a minute in all;
+    the evaluation asks the hub once, then reads the local cache only: no request is ever repeated."""
+    import http.server
+    import threading
+
+    requests = []
+
+    class Down(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            requests.append(f"{self.command} {self.path}")
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_HOME": str(tmp_path / "hf-home")}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "analysis.evaluate", "--model", "no-such-org/no-such-model", "--data", str(dataset)]
+            + ["--out", str(tmp_path / "eval"), "--backend", "transformers"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+            env=env,
+        )
+    finally:
+        server.shutdown()
+    line = one_line(result)
+    assert "cannot load the model no-such-org/no-such-model: " in line and "HTTP 503" in line, line
+    assert len(requests) == len(set(requests)), requests
+    assert not any("no-such-model" in request for request in requests), requests

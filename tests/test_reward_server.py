@@ -1,9 +1,15 @@
 """The reward service over real HTTP on loopback: OpenRLHF's own client against it, every kind of bad input,
-metrics, and a clean stop on SIGTERM."""
+metrics, and a clean stop on SIGTERM; slow, idle and oversized clients, huge requests beside small ones, the
+token, several workers and a killed master."""
 
 import http.client
 import json
+import os
+import re
+import resource
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +24,9 @@ from testkit import CASES, REPO, REWARD_FILE, countdown_label, run_executor
 from launch.cluster import free_port
 
 
-def start_server(*args):
+def start_server(*args, open_files: int | None = None):
+    """The service on a free loopback port, answering /health; `open_files` caps its open-file limit (soft and
+    hard, so it cannot raise it). REWARD_TOKEN from the shell is not passed on: a test that wants a token says so."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "reward_funcs.server", "--port", str(port), *args],
@@ -26,6 +34,10 @@ def start_server(*args):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={k: v for k, v in os.environ.items() if k != "REWARD_TOKEN"},
+        preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files)))
+        if open_files
+        else None,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -136,6 +148,21 @@ BAD = {
     "label not json": ({"query": ["x"], "prompts": ["x"], "labels": ["{oops"]}, 422, "not valid JSON"),
     "label wrong type": ({"query": ["x"], "prompts": ["x"], "labels": [5]}, 422, "must be a JSON object"),
     "body over the limit": (b'{"query": ["' + b"x" * (2 << 20) + b'"]}', 413, "over the 1 MB limit"),
+    "body nested 5,000 deep": (b'{"query": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "not valid JSON"),
+    "label nested 5,000 deep": ({"query": ["x"], "prompts": ["x"], "labels": ["[" * 5000]}, 422, "nested too deeply"),
+    "numbers nested 5,000 deep": (
+        {"query": ["x"], "prompts": ["x"], "labels": ['{"task": "countdown", "target": 1, "numbers": ' + "[" * 5000]},
+        422,
+        "nested too deeply",
+    ),
+    "label object nested 1,000 deep": (
+        b'{"query": ["x"], "prompts": ["x"], "labels": [{"task": "multiply", "product": 1, "numbers": '
+        + b"[" * 1000
+        + b"]" * 1000
+        + b"}]}",
+        422,
+        "nested too deeply",
+    ),
 }
 
 
@@ -275,7 +302,8 @@ def test_bad_command_line():
     assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
 
 
-def test_launcher_starts_services_and_preflight_probes_them(tmp_path):
+def test_launcher_starts_services_and_preflight_probes_them(tmp_path, monkeypatch):
+    """On loopback the launcher's services need no token, even with one in the shell (meant for a remote one)."""
     from data_tools import countdown
     from launch import jobs, runs
     from launch.data_checks import check_http_reward
@@ -283,6 +311,7 @@ def test_launcher_starts_services_and_preflight_probes_them(tmp_path):
 
     data = tmp_path / "countdown"
     assert countdown.main(["--out", str(data), "--train-size", "30", "--test-size", "10"]) == 0
+    monkeypatch.setenv("REWARD_TOKEN", "a-token-for-another-service")
     services = jobs.RewardServices({"instances": 2})
     recipe = apply_overrides(
         load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"), [f"eval.dataset={data / 'test.parquet'}"]
@@ -317,3 +346,326 @@ def test_dry_run_with_services_passes_their_urls():
     )
     assert result.returncode == 0, result.stderr
     assert "--reward.remote_url http://127.0.0.1:6100/get_reward,http://127.0.0.1:6101/get_reward" in result.stdout
+
+
+# ---- slow, idle, oversized and too many clients ---------------------------------------------------------------
+
+
+def stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
+def raw_socket(url, timeout: float = 30) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket, seconds: float) -> tuple[bytes, bool]:
+    """What the service sends until it closes the connection, and whether it did within `seconds`."""
+    data, deadline = b"", time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not select.select([sock], [], [], min(0.5, max(0.0, deadline - time.monotonic())))[0]:
+            continue
+        try:
+            chunk = sock.recv(1 << 16)
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(1 << 16) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def strict_server():
+    process, url = start_server("--client-timeout", "1", "--max-body-mb", "1")
+    yield url
+    stop(process)
+
+
+HEAD = b"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+SLOW = {  # what the client sends at once, then how many bytes of HEAD it dribbles, one every 0.2 s
+    "idle": (b"", 0),
+    "headers dribbled": (b"", len(HEAD)),
+    "body stopped half-way": (HEAD + b"x" * 500, 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SLOW))
+def test_slow_or_idle_connections_are_closed(strict_server, case):
+    """With --client-timeout 1 a client has a second to send a whole request: an idle connection is closed, a
+    partial request gets a 408 and is closed, long before the 30 s this test waits (they stayed open for good)."""
+    first, dribbled = SLOW[case]
+    with raw_socket(strict_server) as s:
+        s.sendall(first)
+        for i in range(dribbled):
+            if select.select([s], [], [], 0.2)[0]:  # the service answered or closed
+                break
+            try:
+                s.sendall(HEAD[i : i + 1])
+            except OSError:
+                break
+        data, closed = read_until_closed(s, 30)
+    assert closed, f"still open after 30 s; got {data[:200]!r}"
+    assert data.startswith(b"HTTP/1.1 408") == (case != "idle"), data[:200]
+    assert post(strict_server, GOOD)[0] == 200
+
+
+@pytest.mark.parametrize("where", ["url", "header"])
+def test_a_head_over_16_kb_gets_a_431(server, where):
+    """The request line and headers are bounded (uvicorn's httptools protocol reads any size, quadratically)."""
+    big = b"a" * (64 << 10)
+    line = b"POST /get_reward?" + big if where == "url" else b"POST /get_reward"
+    with raw_socket(server) as s:
+        s.sendall(
+            line + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + (b"X-Padding: " + big + b"\r\n" if where == "header" else b"")
+        )
+        data, closed = read_until_closed(s, 30)
+    assert closed and data.startswith(b"HTTP/1.1 431"), data[:200]
+    assert post(server, GOOD)[0] == 200
+
+
+def test_open_connections_are_bounded_and_good_clients_still_get_in():
+    """Under `ulimit -n 256`, 400 idle connections (kept by a long --client-timeout) once left every good request
+    failing. The service keeps at most half its open-file limit open, closing the longest idle first."""
+    process, url = start_server("--client-timeout", "60", open_files=256)
+    idle = []
+    try:
+        for _ in range(400):
+            try:
+                idle.append(raw_socket(url, timeout=10))
+            except OSError:  # refused or timed out: the service is still free to serve the good ones below
+                pass
+        for _ in range(3):
+            assert post(url, GOOD)[0] == 200
+        time.sleep(0.5)  # the closes of the last connections evicted reach us
+        still_open = sum(not closed_by_server(s) for s in idle)
+        assert still_open <= 128, f"{still_open} of {len(idle)} idle connections still open"
+    finally:
+        for s in idle:
+            s.close()
+        stop(process)
+
+
+# ---- huge requests, SIGTERM ------------------------------------------------------------------------------------
+
+
+def test_a_huge_request_does_not_hold_up_small_ones():
+    """205,000 samples in one request (about 27 MB, a second or two to score): small requests sent once the service
+    has read it are all answered before it (the event loop was blocked until it was scored)."""
+    process, url = start_server("--max-body-mb", "64")
+    n = 205_000
+    body = json.dumps({key: value * n for key, value in GOOD.items()}).encode()
+    huge = connect(url)
+    try:
+        huge.putrequest("POST", "/get_reward")
+        huge.putheader("Content-Type", "application/json")
+        huge.putheader("Content-Length", str(len(body)))
+        huge.endheaders()
+        huge.send(body)
+        wait_until_read(int(url.rsplit(":", 1)[1]), huge.sock.getsockname()[1])
+        latencies = []
+        for _ in range(3):
+            start = time.perf_counter()
+            assert post(url, GOOD)[0] == 200
+            latencies.append(time.perf_counter() - start)
+            assert not select.select([huge.sock], [], [], 0)[0], "the huge request was answered before a small one"
+        answer = huge.getresponse()
+        assert answer.status == 200 and json.loads(answer.read())["rewards"] == [1.0] * n
+        print("small requests beside a huge one:", " ".join(f"{t * 1e3:.1f} ms" for t in latencies))
+    finally:
+        huge.close()
+        stop(process)
+
+
+def test_sigterm_answers_every_request_already_sent():
+    """150 requests of 1,000 samples each, all sent before SIGTERM, are all answered (most got a reset)."""
+    process, url = start_server()
+    samples = 1000
+    body = json.dumps({key: value * samples for key, value in GOOD.items()}).encode()
+    request = b"%sContent-Length: %d\r\n\r\n%s" % (HEAD.split(b"Content-Length")[0], len(body), body)
+    sockets = []
+    try:
+        for _ in range(150):
+            sockets.append(raw_socket(url, timeout=60))
+            sockets[-1].sendall(request)
+        process.send_signal(signal.SIGTERM)
+        answers = [read_until_closed(s, 60)[0] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    statuses = [a[9:12].decode() if a.startswith(b"HTTP/1.1 ") else "no answer" for a in answers]
+    assert statuses == ["200"] * 150, {s: statuses.count(s) for s in set(statuses)}
+    assert all(json.loads(a.split(b"\r\n\r\n", 1)[1])["rewards"] == [1.0] * samples for a in answers)
+    assert code == 0
+
+
+# ---- the token -------------------------------------------------------------------------------------------------
+
+
+def test_the_token_a_service_requires(tmp_path):
+    """Loopback needs none; any other address gets one from --token-file, $REWARD_TOKEN or the default file
+    (created with a fresh token, readable by its owner only, and kept for the next start)."""
+    from reward_funcs.cli import UsageError
+    from reward_funcs.server import resolve_token
+
+    default = tmp_path / "cache" / "token"
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert resolve_token(host, None, {}, default) == (None, "")
+    assert not default.exists()
+    token, where = resolve_token("0.0.0.0", None, {}, default)
+    assert len(token) >= 32 and where == str(default) and default.read_text().strip() == token
+    assert default.stat().st_mode & 0o777 == 0o600
+    assert resolve_token("10.1.2.3", None, {}, default) == (token, str(default))
+    assert resolve_token("", None, {}, default)[0] == token  # "" is every interface
+    given = "abcdefghijklmnopqrstuvwxyz"
+    assert resolve_token("127.0.0.1", None, {"REWARD_TOKEN": given}, default) == (given, "$REWARD_TOKEN")
+    assert resolve_token("0.0.0.0", tmp_path / "mine", {"REWARD_TOKEN": given}, default)[0] not in (given, token)
+    (tmp_path / "weak").write_text("hunter2\n")
+    (tmp_path / "weak").chmod(0o600)
+    with pytest.raises(UsageError, match="16 or more") as refused:
+        resolve_token("0.0.0.0", tmp_path / "weak", {}, default)
+    assert "hunter2" not in str(refused.value)
+    default.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        resolve_token("0.0.0.0", None, {}, default)
+
+
+def test_with_a_token_only_requests_that_carry_it_are_scored(tmp_path, char_tokenizer, stand_in_engine):
+    token_file = tmp_path / "token"
+    process, url = start_server("--token-file", str(token_file))
+    try:
+        token = token_file.read_text().strip()
+        assert post(url, GOOD)[0] == 403
+        assert post(url, GOOD, path="/get_reward?token=" + "x" * len(token))[0] == 403
+        assert post(url, GOOD, path=f"/?token={token}")[0] == 200
+        prompt, label, completion, max_tokens, reward, *_ = CASES["countdown-correct"]
+        executor = SingleTurnAgentExecutor(f"{url}/get_reward?token={token}")  # OpenRLHF's own client
+        assert run_executor(executor, prompt, label, stand_in_engine(completion), char_tokenizer, max_tokens)[
+            "reward"
+        ] == [reward]
+        with urllib.request.urlopen(url + "/health", timeout=30) as r:
+            assert r.status == 200
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(url + "/metrics", timeout=30)
+        with urllib.request.urlopen(f"{url}/metrics?token={token}", timeout=30) as r:
+            assert 'reward_requests_total{status="403"} 2.0' in r.read().decode()
+    finally:
+        stop(process)
+    out, err = process.communicate()
+    assert token not in out + err
+    assert "/get_reward?token=***" in out and str(token_file) in out
+
+
+# ---- what it prints, several workers, a killed master ----------------------------------------------------------
+
+
+def test_a_started_server_prints_where_it_listens():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reward_funcs.server", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "REWARD_TOKEN"},
+    )
+    try:
+        assert select.select([process.stdout], [], [], 60)[0], "nothing printed within a minute"
+        line = process.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/get_reward\b", line)
+        assert found and found.group(1) != "0", line
+        assert post(found.group(0).removesuffix("/get_reward"), GOOD)[0] == 200
+    finally:
+        stop(process)
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every living process, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read() if entry.isdigit() else ""
+            command = open(f"/proc/{entry}/cmdline").read().replace("\0", " ") if stat else ""
+        except OSError:  # it ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if fields and fields[0] != "Z":
+            table[int(entry)] = (int(fields[1]), command)
+    return table
+
+
+def workers_of(pid: int) -> list[int]:
+    return [p for p, (parent, command) in process_table().items() if parent == pid and "spawn_main" in command]
+
+
+class paused:
+    """A worker stopped (SIGSTOP) for the block: it accepts nothing, so the other worker answers."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def __exit__(self, *exc):
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def test_metrics_add_up_across_workers():
+    """Three requests answered by each of two workers; /metrics says 6 whichever worker answers the scrape."""
+    process, url = start_server("--workers", "2")
+    try:
+        workers = workers_of(process.pid)
+        assert len(workers) == 2, workers
+        for worker in workers:
+            with paused(worker):
+                assert [post(url, GOOD)[0] for _ in range(3)] == [200] * 3
+        for worker in workers:
+            with paused(worker):
+                with urllib.request.urlopen(url + "/metrics", timeout=30) as r:
+                    text = r.read().decode()
+            for line in ('reward_requests_total{status="200"} 6.0', "reward_samples_total 6.0", "reward_accuracy 1.0"):
+                assert line in text, text
+    finally:
+        stop(process)
+
+
+def test_workers_stop_when_their_master_is_killed():
+    process, url = start_server("--workers", "2")
+    below, frontier = set(), {process.pid}
+    while frontier:  # every process the service started, and theirs
+        frontier = {p for p, (parent, _) in process_table().items() if parent in frontier} - below
+        below |= frontier
+    assert len(workers_of(process.pid)) == 2
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and below & process_table().keys():
+        time.sleep(0.2)
+    left = below & process_table().keys()
+    try:
+        assert not left, f"still running after their master was killed: {left}"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url + "/health", timeout=5)
+    finally:
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
