@@ -1,7 +1,7 @@
 """Training curves from OpenRLHF's TensorBoard logs, several runs overlaid: where the "aha moment" shows, as
 accuracy and response length rising together.
 
-    python -m analysis.curves runs/qwen2.5-3b-ppo/20260101-120000 [more runs] [--out curves] [--smooth 0.9]
+    python -m analysis.curves runs/countdown-qwen2.5-3b-ppo/20260101-120000 [more runs] [--out curves] [--smooth 0.9]
 
 Reads the event files record by record, checksums included, and draws one PNG per quantity (reward, accuracy,
 format rate, response length, KL, entropy, held-out accuracy) with matplotlib. A series logged every step is drawn

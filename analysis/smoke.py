@@ -1,7 +1,7 @@
 """The closing table of a smoke run (`make smoke`): each stage ok or the line that failed, the step time as
 OpenRLHF splits it, generated tokens/s, peak GPU memory, and the full recipe's projected wall time and GPU-hours.
 
-    python -m analysis.smoke runs/qwen2.5-3b-ppo-smoke/20260101-120000 [--force]
+    python -m analysis.smoke runs/countdown-qwen2.5-3b-ppo-smoke/20260101-120000 [--force]
 
 Reads the run folder as the smoke run writes it: `smoke.jsonl` (the stages), `gpu_memory.jsonl` (nvidia-smi
 polls), `recipe.yaml` (`recipe.smoke`: the full recipe's steps and GPUs) and the TensorBoard logs OpenRLHF

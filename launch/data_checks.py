@@ -16,6 +16,7 @@ from data_tools.output import count_rows, dataset_files, read_rows
 from data_tools.templates import render_prompt
 from launch.check import Check, fail, failed, ok, warn
 from reward_funcs import TASKS, LabelError, load_reward_file, parse_label
+from reward_funcs.tokens import mask_token, token_into_url
 
 LABEL_ROWS_CHECKED = 5_000  # of each split; all of the test split's reference solutions are scored
 CHARS_PER_TOKEN = 3.0  # conservative for these prompts (Qwen2.5 reads about 3.5 to 4 characters a token)
@@ -177,7 +178,7 @@ def check_data(recipe, args, repo: Path) -> list[Check]:
     return checks or [warn("data", "no dataset in the recipe")]
 
 
-def check_http_reward(args, repo: Path) -> list[Check]:
+def check_http_reward(args, repo: Path, token: str | None = None) -> list[Check]:
     urls = [u for u in (args.reward.remote_url or []) if u.startswith("http")]
     if not urls:
         return []
@@ -193,9 +194,9 @@ def check_http_reward(args, repo: Path) -> list[Check]:
     query, prompt, label = queries[0]
     body = json.dumps({"query": [query], "prompts": [prompt], "labels": [label]}).encode()
     checks = []
-    for url in urls:
+    for url in map(mask_token, urls):
         try:
-            request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+            request = urllib.request.Request(token_into_url(url, token), body, {"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 rewards = json.loads(response.read())["rewards"]
         except Exception as e:  # any failure is the same finding: the service cannot be used

@@ -17,11 +17,12 @@ from launch import runtime
 from launch.cluster import free_port
 from launch.recipe import Recipe
 from reward_funcs.cli import REPO, UsageError
+from reward_funcs.tokens import TOKEN_ENV, URL_PLACEHOLDER, mask_token
 
 ENTRYPOINT_MODULE = "openrlhf.cli.train_ppo_ray"
 # Heavy or private folders never shipped as the job's working_dir.
 EXCLUDES = [".venv", ".venv-gpu", ".git", "data", "runs", ".hypothesis", ".pytest_cache", "**/__pycache__"]
-SECRET_ENV = ("WANDB_API_KEY",)  # taken from the launching shell when set there
+SECRET_ENV = ("WANDB_API_KEY", TOKEN_ENV)  # taken from the launching shell when set there
 # Our own settings, taken from the launching shell to every node of the job when set there.
 FORWARDED_ENV = ("REWARD_SAMPLE_EVERY",)
 
@@ -76,6 +77,8 @@ _PATH = _PLAIN - {"=", "@", "%", "+", ":", ","}
 def sh_word(value: str) -> str:
     """`value` as sh source that reads back as one word, with no double space, no tab, and no double quote
     inside single quotes."""
+    if URL_PLACEHOLDER in value:  # left for the job's shell to expand: the token never is on a command line
+        return URL_PLACEHOLDER.join(sh_word(piece) if piece else "" for piece in value.split(URL_PLACEHOLDER))
     if "\t" in value or "\0" in value:
         raise UsageError(f"{value[:60]!r} holds a tab or NUL, which cannot pass through a shell command: remove it")
     if value and set(value) <= _PLAIN:
@@ -133,7 +136,8 @@ def submit(
 
 
 def follow(address: str, job_id: str, out=sys.stdout) -> str:
-    """Print the job's logs as they come; return its final status. Ctrl-C stops the job."""
+    """Print the job's logs as they come, a reward service's token masked; return its final status. Ctrl-C stops
+    the job."""
     import asyncio
 
     from ray.job_submission import JobSubmissionClient
@@ -142,7 +146,7 @@ def follow(address: str, job_id: str, out=sys.stdout) -> str:
 
     async def tail():
         async for lines in client.tail_job_logs(job_id):
-            out.write(lines)
+            out.write(mask_token(lines))  # OpenRLHF prints its arguments, a reward URL's token among them
             out.flush()
 
     try:

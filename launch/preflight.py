@@ -16,6 +16,7 @@ The arithmetic is in launch/estimates.py; what is known of the cluster comes fro
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ from launch.data_checks import check_data, check_http_reward
 from launch.openrlhf_cli import CommandLineError
 from launch.recipe import Recipe
 from reward_funcs.cli import UsageError
+from reward_funcs.tokens import TOKEN_ENV
 
 __all__ = ["Check", "failed", "run"]
 
@@ -354,7 +356,8 @@ def check_files(recipe: Recipe, args, repo: Path, probe_services: bool = True) -
     the run are not up yet, as in a dry run)."""
     checks = check_data(recipe, args, repo) + check_disk(args, repo)
     if probe_services or not recipe.meta.get("reward_service"):
-        return checks + check_http_reward(args, repo)
+        token = recipe.secrets.get(TOKEN_ENV) or os.environ.get(TOKEN_ENV)
+        return checks + check_http_reward(args, repo, token)
     return checks + [Check("reward", "skip", "the reward services start with the run: not probed in a dry run")]
 
 

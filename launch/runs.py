@@ -23,6 +23,7 @@ import yaml
 from data_tools.output import dataset_files
 from launch.jobs import is_secret
 from launch.recipe import OURS, Recipe, RecipeError
+from reward_funcs import tokens
 from reward_funcs.cli import REPO
 
 WANDB_PLACEHOLDER = "from-env"  # OpenRLHF logs in with WANDB_API_KEY from the environment when it is set
@@ -77,6 +78,7 @@ def resolve(
             _set(flags, key, ",".join(str(p) for p in dataset_files(recipe.get(key), repo)))
     if reward_urls:
         _set(flags, "reward.remote_url", ",".join(reward_urls))
+    _reward_token(flags, secrets)
     _set(flags, "ckpt.path", str(run / "ckpt"))
     _set(flags, "ckpt.output_dir", str(run / "final"))
     _set(flags, "logger.tensorboard_dir", str(run / "tensorboard"))
@@ -101,6 +103,31 @@ def _wandb(flags: dict, recipe: Recipe, run: Path, secrets: dict) -> None:
         _set(flags, "logger.wandb.key", WANDB_PLACEHOLDER)
         flags["logger"]["wandb"].setdefault("run_name", f"{recipe.name}-{run.name}")
         flags["logger"]["wandb"].setdefault("project", WANDB_PROJECT)
+
+
+def _reward_token(flags: dict, secrets: dict) -> None:
+    """A reward service's token written in reward.remote_url (`?token=...`) moves to the job's environment as
+    REWARD_TOKEN; the URL keeps `${REWARD_TOKEN}`, which the job's shell expands. A resolved recipe read back
+    (or a recipe written with the placeholder) takes the token from this shell."""
+    urls = flags.get("reward", {}).get("remote_url")
+    if not isinstance(urls, str) or "token=" not in urls:
+        return
+    replaced = [tokens.token_out_of_url(url) for url in urls.split(",")]
+    found = {token for _, token in replaced if token}
+    if len(found) > 1:
+        raise RecipeError("reward.remote_url holds different tokens: give every reward service the same one")
+    if found:
+        secrets[tokens.TOKEN_ENV] = found.pop()
+    _set(flags, "reward.remote_url", ",".join(url for url, _ in replaced))
+    if tokens.URL_PLACEHOLDER in flags["reward"]["remote_url"]:
+        token = secrets.get(tokens.TOKEN_ENV) or os.environ.get(tokens.TOKEN_ENV)
+        if not token:
+            raise RecipeError(
+                "reward.remote_url needs the reward service's token, which is never saved: export REWARD_TOKEN=... "
+                "and run again"
+            )
+        tokens.check_token(token, "reward.remote_url or $REWARD_TOKEN")
+        secrets[tokens.TOKEN_ENV] = token
 
 
 def _take_secrets(meta: dict, secrets: dict) -> tuple[dict, dict]:

@@ -526,7 +526,7 @@ def test_the_token_a_service_requires(tmp_path):
     """Loopback needs none; any other address gets one from --token-file, $REWARD_TOKEN or the default file
     (created with a fresh token, readable by its owner only, and kept for the next start)."""
     from reward_funcs.cli import UsageError
-    from reward_funcs.server import resolve_token
+    from reward_funcs.tokens import resolve_token
 
     default = tmp_path / "cache" / "token"
     for host in ("127.0.0.1", "localhost", "::1"):
@@ -669,3 +669,31 @@ def test_workers_stop_when_their_master_is_killed():
     finally:
         for pid in left:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_preflight_probes_a_service_with_its_token_and_never_shows_it(tmp_path, monkeypatch):
+    """A recipe whose reward URL holds the service's token: preflight's probe calls it with the token (the recipe
+    now holds ${REWARD_TOKEN}), and neither a pass nor a failure shows it."""
+    from data_tools import countdown
+    from launch import preflight, runs
+    from launch.recipe import apply_overrides, load
+
+    token = "probe-token-0123456789abcdef"
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "token").chmod(0o600)
+    process, url = start_server("--token-file", str(tmp_path / "token"))
+    data = tmp_path / "countdown"
+    assert countdown.main(["--out", str(data), "--train-size", "30", "--test-size", "10"]) == 0
+    monkeypatch.delenv("REWARD_TOKEN", raising=False)
+    try:
+        for given, status in ((token, "ok"), ("wrong-token-0123456789abcdef", "FAIL")):
+            overrides = [f"eval.dataset={data / 'test.parquet'}", f"reward.remote_url={url}/get_reward?token={given}"]
+            recipe = runs.resolve(
+                apply_overrides(load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"), overrides), tmp_path / "r"
+            )
+            checks = [c for c in preflight.check_files(recipe, recipe.args(), REPO) if c.name == "reward"]
+            assert [c.status for c in checks] == [status], checks
+            assert given not in checks[0].message and "token=" in checks[0].message
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)

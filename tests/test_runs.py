@@ -2,12 +2,16 @@
 
 import datetime
 import json
+import os
+import subprocess
 
 import pytest
 from testkit import REPO
 
-from launch import runs
+from launch import jobs, runs
 from launch.recipe import RecipeError, apply_overrides, load
+from reward_funcs import tokens
+from reward_funcs.cli import UsageError
 
 RECIPE = REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"
 
@@ -72,3 +76,49 @@ def test_loading_a_folder_that_is_not_a_run_is_refused(tmp_path, content):
         (tmp_path / "recipe.yaml").write_text(content)
     with pytest.raises(RecipeError, match="is not a run folder"):
         runs.load(tmp_path)
+
+
+TOKEN = "tok-abcdefghijklmnop0123"
+
+
+def test_a_reward_token_in_the_url_goes_to_the_environment_only(tmp_path, monkeypatch):
+    """A token written in reward.remote_url leaves the recipe for the job's environment; the saved recipe, the
+    command and the job's argv carry ${REWARD_TOKEN}, which the job's shell expands to the token."""
+    monkeypatch.delenv("REWARD_TOKEN", raising=False)
+    url = f"http://10.0.0.5:5000/get_reward?token={TOKEN}"
+    resolved = runs.resolve(apply_overrides(load(RECIPE), [f"reward.remote_url={url}"]), tmp_path / "r")
+    assert resolved.secrets == {"REWARD_TOKEN": TOKEN}
+    assert resolved.get("reward.remote_url") == "http://10.0.0.5:5000/get_reward?token=${REWARD_TOKEN}"
+    entry = jobs.entrypoint("python3", resolved.argv())
+    command = jobs.submit_command("http://127.0.0.1:8265", jobs.runtime_env(resolved), "python3", resolved.argv())
+    runs.save(tmp_path, resolved, command)
+    for text in (entry, command, (tmp_path / "recipe.yaml").read_text(), (tmp_path / "command.sh").read_text()):
+        assert TOKEN not in text
+    assert jobs.runtime_env(resolved)["env_vars"]["REWARD_TOKEN"] == TOKEN
+    script = 'show() { for a in "$@"; do printf "%s\\0" "$a"; done; }; show ' + entry
+    argv = subprocess.run(
+        ["/bin/sh", "-c", script], env={**os.environ, "REWARD_TOKEN": TOKEN}, capture_output=True, text=True
+    ).stdout.split("\0")
+    assert argv[argv.index("--reward.remote_url") + 1] == url  # what OpenRLHF gets in the job
+
+
+def test_a_reward_url_with_the_placeholder_takes_the_token_from_this_shell(tmp_path, monkeypatch):
+    recipe = apply_overrides(load(RECIPE), ["reward.remote_url=http://10.0.0.5:5000/get_reward?token=${REWARD_TOKEN}"])
+    monkeypatch.delenv("REWARD_TOKEN", raising=False)
+    with pytest.raises(RecipeError, match="export REWARD_TOKEN"):
+        runs.resolve(recipe, tmp_path / "r")
+    monkeypatch.setenv("REWARD_TOKEN", "has space and is short")
+    with pytest.raises(UsageError, match="16 or more"):
+        runs.resolve(recipe, tmp_path / "r")
+    monkeypatch.setenv("REWARD_TOKEN", TOKEN)
+    assert runs.resolve(recipe, tmp_path / "r").secrets == {"REWARD_TOKEN": TOKEN}
+    two = f"http://a:1/get_reward?token={TOKEN},http://b:1/get_reward?token={TOKEN}x"
+    with pytest.raises(RecipeError, match="different tokens"):
+        runs.resolve(apply_overrides(load(RECIPE), [f"reward.remote_url={two}"]), tmp_path / "r")
+
+
+def test_the_job_log_shows_no_token():
+    line = f"Namespace(remote_url='http://h:5000/get_reward?token={TOKEN}', x='?token=${{REWARD_TOKEN}}')\n"
+    assert tokens.mask_token(line) == (
+        "Namespace(remote_url='http://h:5000/get_reward?token=***', x='?token=${REWARD_TOKEN}')\n"
+    )
