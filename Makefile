@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(PY) -m bench.rewards
 	$(PY) -m bench.countdown_data
 	$(PY) -m bench.reward_service
+	$(PY) -m bench.journal
+	$(PY) -m bench.run_report
 
 # Launcher lines are not echoed: ARGS may hold a secret (--set logger.wandb.key=...).
 # make train RECIPE=recipes/countdown/qwen2.5-3b-ppo.yaml [ARGS="--set actor.adam.lr=5e-7 --dry-run"]

@@ -1,7 +1,8 @@
 """Evaluate a model or a run's checkpoints on held-out prompts, scored by the training reward itself.
 
-    python -m analysis.evaluate --model runs/countdown-qwen2.5-3b-ppo/20260101-120000/final --data data/countdown/test.parquet
-    python -m analysis.evaluate --run runs/countdown-qwen2.5-3b-ppo/20260101-120000          # final model and checkpoints
+    python -m analysis.evaluate --model runs/countdown-qwen2.5-3b-ppo/20260101-120000/final \
+        --data data/countdown/test.parquet
+    python -m analysis.evaluate --run runs/countdown-qwen2.5-3b-ppo/20260101-120000    # final model and checkpoints
     python -m analysis.evaluate --model Qwen/Qwen2.5-3B --data data/countdown/test.parquet --n 8 --temperature 1.0
 
 Greedy by default, as TinyZero validates. Reports strict accuracy (correct answers only), TinyZero's mean

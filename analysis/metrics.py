@@ -8,30 +8,7 @@ import re
 import statistics
 from collections.abc import Iterable
 
-# Behaviour patterns over the model's text (case-insensitive). Each is a phrase family people look for in
-# TinyZero's outputs when the "aha moment" comes; tests/test_analysis.py holds written examples of each.
-BEHAVIOURS = {
-    # checking a candidate: "let me check", "verify", substituting back ("... = 60, correct")
-    "verification": re.compile(
-        r"\b(?:let me (?:check|verify|double[- ]check)|let's (?:check|verify)|to verify|verif(?:y|ying|ied)\b|"
-        r"double[- ]check|check(?:ing)? (?:again|if|whether|the))"
-        r"|= ?\d+(?:\.\d+)?,? (?:which is )?(?:correct|right)\b",
-        re.IGNORECASE,
-    ),
-    # abandoning a line of work: "wait", "that doesn't work", "try another", "not quite", "instead"
-    "backtracking": re.compile(
-        r"\b(wait\b|that (?:doesn'?t|does not|won'?t|will not) work|(?:doesn'?t|does not) work|"
-        r"try (?:another|a different|again|something else)|not (?:quite|right|correct)|"
-        r"(?:too (?:big|small|high|low|large))|let me (?:try|reconsider|rethink)|instead)",
-        re.IGNORECASE,
-    ),
-    # listing attempts one after another: "first try", "another (option|combination)", numbered tries
-    "enumeration": re.compile(
-        r"\b(first,? (?:let's|let me|i'?ll) try|(?:another|next) (?:option|combination|possibility|attempt|try)|"
-        r"(?:option|attempt|try) (?:\d+|one|two|three)\b|what if|alternatively)",
-        re.IGNORECASE,
-    ),
-}
+from reward_funcs.behaviours import BEHAVIOURS
 
 
 def behaviours(text: str) -> dict[str, bool]:
@@ -105,3 +82,39 @@ def difficulty_band(solutions: int | None) -> str:
         if solutions <= upper:
             return name
     return "33+ (easy)"
+
+
+# ---- what OpenRLHF logs during training, read back ---------------------------------------------------------------
+
+
+def task_accuracy(means: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per task, its training accuracy and format rate in one step, from the step means OpenRLHF logs of
+    reward_funcs.task_logs' keys (`<task>_share`, `<task>_correct`, `<task>_format`, each 1 or 0 per sample and
+    averaged over every sample of the step):
+
+        accuracy = mean(<task>_correct) / mean(<task>_share)      format = mean(<task>_format) / mean(<task>_share)
+
+    exact whatever the mix, since the three are averaged over the same samples. A task without samples in the step
+    (share 0) or without the three means is left out. {task: {"share", "accuracy", "format"}}."""
+    found = {}
+    for key, share in means.items():
+        if not key.endswith("_share"):
+            continue
+        task = key[: -len("_share")]
+        correct, tagged = means.get(f"{task}_correct"), means.get(f"{task}_format")
+        if share and share > 0 and correct is not None and tagged is not None:
+            found[task] = {"share": share, "accuracy": correct / share, "format": tagged / share}
+    return found
+
+
+def kept_prompt_rate(logged: float, n_samples_per_prompt: int) -> float:
+    """The fraction of prompts dynamic filtering kept in a step (groups whose samples did not all score the same),
+    from the `dynamic_filtering_pass_rate` OpenRLHF 0.11.2 logs. It logs accepted samples / prompts consumed x 100
+    (SamplesGenerator.generate_samples) and every accepted prompt brings n samples, so the logged value is
+    100 x n x the true rate: 800 for n = 8 when nothing is filtered (OpenRLHF #1282, not fixed in 0.11.2):
+
+        kept = logged / (100 x n)
+    """
+    if n_samples_per_prompt < 1:
+        raise ValueError(f"n_samples_per_prompt must be at least 1, got {n_samples_per_prompt}")
+    return logged / (100.0 * n_samples_per_prompt)

@@ -4,7 +4,8 @@ next to the figures the recipes say were published.
     python -m analysis.report recipes/ablations/model-size.yaml [--runs-dir runs] [--out reports/model-size]
 
 A variant's runs are runs/<ablation>-<variant>/<timestamp>/ (what `make sweep` creates); its numbers come from
-the newest run that has an evaluation (eval/*/results.json from analysis.evaluate). Variants without one are
+the newest run that has an evaluation (eval/*/results.json from analysis.evaluate; for a curriculum, its last
+stage's: stage-N/eval/*/results.json), and its curves join a curriculum's stages into one. Variants without one are
 listed as missing, never dropped silently; a results.json the report cannot use (not JSON, figures missing, not
 numbers, NaN, a fraction outside [0, 1]) makes its variant "unreadable", with the reason, and the report goes on.
 The report goes into --out whole or not at all; an existing one is replaced only with --force.
@@ -22,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis import curves, writable  # noqa: E402
+from analysis import curves, run_report, writable  # noqa: E402
 from data_tools.output import atomic_folder  # noqa: E402
 from launch.recipe import Recipe, RecipeError, load_ablation  # noqa: E402
 from reward_funcs import cli  # noqa: E402
@@ -31,9 +32,11 @@ PROG = "python -m analysis.report"
 
 
 def latest_results(runs_dir: Path, name: str) -> tuple[Path, Path] | None:
-    """The newest run of `name` with an evaluation: (run folder, the results.json of its last-evaluated model)."""
+    """The newest run of `name` with an evaluation: (run folder, the results.json of its last-evaluated model). A
+    curriculum's model is its last stage's (`analysis.evaluate --run RUN/stage-N`); its curves join the stages."""
     for run in sorted((runs_dir / name).glob("*"), reverse=True):
-        results = sorted(run.glob("eval/*/results.json"))
+        stages = curves.stage_folders(run)
+        results = sorted((stages[-1] if stages else run).glob("eval/*/results.json"))
         if results:
             final = [r for r in results if r.parent.name == "final"]
             return run, (final or results)[-1]
@@ -134,6 +137,8 @@ def table(title: str, rows: list[dict], missing: list[str]) -> str:
         lines += [f"- {r['name']}: {r['unreadable']}" for r in unreadable]
     lines += [
         "",
+        "The variants' curves, aha steps and samples, in one page: [runs.html](runs.html).",
+        "",
         "accuracy: correct answers only (greedy unless the evaluation said otherwise); mean reward: "
         "TinyZero's, with 0.1 for a wrong answer in tags.",
     ]
@@ -152,14 +157,18 @@ def accuracy_chart(title: str, done: list[dict], path: Path) -> None:
 
 
 def write_report(title: str, variants: list[Recipe], runs_dir: Path, out: Path, warn=None) -> dict:
-    """report.md, accuracy.png and curves/ into `out` (an existing folder); returns the rows, the missing and the
-    unreadable."""
+    """report.md, accuracy.png, curves/ and runs.html (analysis.run_report's page of the variants' runs) into
+    `out` (an existing folder); returns the rows, the missing and the unreadable."""
     rows, missing, found_runs = collect(variants, runs_dir, warn)
     (out / "report.md").write_text(table(title, rows, missing))
     done = [r for r in rows if "accuracy" in r]
     if done:
         accuracy_chart(title, done, out / "accuracy.png")
         curves.plot(found_runs, out / "curves", warn=warn)
+        try:
+            run_report.write(out / "runs.html", run_report.render(run_report.build(found_runs, warn=warn)))
+        except cli.UsageError as e:  # a run with neither journal nor TensorBoard logs: the table still stands
+            (warn or warning)(f"no runs.html: {e}")
     return {"rows": rows, "missing": missing, "unreadable": [r["name"] for r in rows if "unreadable" in r]}
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from analysis import writable
 from analysis.curves import read_scalars
+from analysis.journal import load_run
 from reward_funcs import cli
 
 PROG = "python -m analysis.smoke"
@@ -104,7 +105,10 @@ def build(run: Path) -> str:
             f"on {full['gpus']} GPUs, {wall / 3600 * full['gpus']:,.0f} GPU-hours (evaluations and checkpoints "
             "not counted)"
         )
-    failed = [s["stage"] for s in stages if s["status"] == "FAIL"]
+    trained = any(s["stage"] == "train" and s["status"] == "ok" for s in stages)
+    line, recorded = journal_line(run, saved or {}) if trained else ("", True)
+    lines += [line] if line else []
+    failed = [s["stage"] for s in stages if s["status"] == "FAIL"] + ([] if recorded else ["journal"])
     if failed:
         lines += ["", f"Smoke run FAILED at: {', '.join(failed)}"]
     elif missing:
@@ -112,6 +116,28 @@ def build(run: Path) -> str:
     else:
         lines += ["", "Smoke run passed: every stage ok."]
     return "\n".join(lines) + "\n"
+
+
+def journal_line(run: Path, saved: dict) -> tuple[str, bool]:
+    """What the rollout journal holds after the jobs, and whether that is right: a run whose reward recorded no
+    sample while the journal was on has a journal that will not show the full run either."""
+    env = (saved.get("recipe") or {}).get("env") or {}
+    if not str(env.get("REWARD_JOURNAL_DIR", "-")).strip():
+        return "Rollout journal: off (recipe.env sets REWARD_JOURNAL_DIR empty)", True
+    found = load_run(run, samples_per_step=1, held_out_prompts=0, sample_steps=1)
+    if not found.rows:
+        return (
+            f"Rollout journal: EMPTY: the reward recorded no sample in {run / 'journal'}; look in the job's log for "
+            "`reward_funcs: journal` lines (a folder the engines cannot write, on a node that does not mount it)",
+            False,
+        )
+    held_out = sum(s.n for s in found.stats if s.split == "eval")
+    steps = len({s.step for s in found.stats if s.split == "train"})
+    return (
+        f"Rollout journal: {found.rows:,} samples ({found.rows - held_out:,} training over {steps} steps, "
+        f"{held_out:,} held-out); see them with python -m analysis.run_report {run}",
+        True,
+    )
 
 
 def warning(line: str) -> None:

@@ -7,6 +7,9 @@ TinyZero's own rows, split as TinyZero split them (first 327,680 rows, next 1,02
         --source hf:Jiayi-Pan/Countdown-Tasks-3to4
 The same from a local copy (parquet or jsonl with `target` and `nums` columns), deduplicated:
     python -m data_tools.countdown --out data/countdown-hf --source countdown.parquet
+A curriculum's data: one training file per difficulty band, disjoint, and one shared test set
+(data_tools/countdown_bands.py):
+    python -m data_tools.countdown --out data/countdown-bands --bands easy,medium,hard --train-size 32768
 
 Generation follows Stream-of-Search, the closest public match to TinyZero's data: draw how many numbers and
 a target, then draw numbers until an exhaustive search finds a way to reach the target using all of them
@@ -38,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from data_tools import solver
+from data_tools import countdown_bands, solver
 from data_tools.countdown_source import read_source, solve_rows
 from data_tools.output import already_made, check_out, parse_range, tool_parser, write_dataset
 from data_tools.templates import COUNTDOWN
@@ -286,7 +289,11 @@ def row(p: Puzzle, template) -> dict:
 def build_parser() -> cli.Parser:
     parser = tool_parser(PROG, __doc__, COUNTDOWN)
     parser.add_argument(
-        "--train-size", type=int, default=TINYZERO_TRAIN, help=f"train rows (default: {TINYZERO_TRAIN:,}, TinyZero's)"
+        "--train-size",
+        type=int,
+        default=None,
+        help=f"train rows (default: {TINYZERO_TRAIN:,}, TinyZero's); with --bands, per band (default: "
+        f"{countdown_bands.BAND_SIZE:,})",
     )
     parser.add_argument(
         "--test-size", type=int, default=TINYZERO_TEST, help=f"test rows (default: {TINYZERO_TEST:,}, TinyZero's)"
@@ -316,6 +323,13 @@ def build_parser() -> cli.Parser:
         default=None,
         help="keep puzzles with at most this many solutions; hard puzzles have few (default: no limit)",
     )
+    gen.add_argument(
+        "--bands",
+        default=None,
+        help="write one training file per difficulty band (train-<band>), disjoint, and one shared test set: "
+        f"any of {', '.join(f'{n} ({countdown_bands.describe(n)})' for n in countdown_bands.BANDS)}, "
+        "comma-separated (default: one train file)",
+    )
     imp = parser.add_argument_group("import instead of generating")
     imp.add_argument(
         "--source",
@@ -341,6 +355,7 @@ def config_from(args) -> Config:
             ("--rational", args.rational),
             ("--min-solutions", args.min_solutions),
             ("--max-solutions", args.max_solutions),
+            ("--bands", args.bands),
         )
         if given
     ]
@@ -372,7 +387,9 @@ def config_from(args) -> Config:
         raise UsageError("negative targets need --rational (integer arithmetic stays non-negative)")
     if config.min_solutions < 1 or (config.max_solutions is not None and config.max_solutions < config.min_solutions):
         raise UsageError("the difficulty band needs 1 <= --min-solutions <= --max-solutions")
-    if config.banded and counts[-1] > solver.EXHAUSTIVE_MAX:
+    if args.bands and config.banded:
+        raise UsageError("--bands makes its own difficulty bands: leave out --min-solutions and --max-solutions")
+    if (config.banded or args.bands) and counts[-1] > solver.EXHAUSTIVE_MAX:
         raise UsageError(
             f"a difficulty band needs at most {solver.EXHAUSTIVE_MAX} numbers: solutions are not counted beyond"
         )
@@ -418,6 +435,8 @@ def generate_puzzles(args, config: Config, wanted: int) -> tuple[list[Puzzle], l
 
 
 def run(args) -> int:
+    if args.train_size is None:
+        args.train_size = countdown_bands.BAND_SIZE if args.bands else TINYZERO_TRAIN
     if args.train_size < 1 or args.test_size < 1:
         raise UsageError("--train-size and --test-size must be at least 1")
     if args.workers < 1:
@@ -436,13 +455,17 @@ def run(args) -> int:
     template = COUNTDOWN[args.template]
     wanted = args.train_size + args.test_size
     report: dict = {}
-    if args.source:
+    if args.bands:
+        splits, report = countdown_bands.band_splits(args, config, generate)
+    elif args.source:
         train, test, report = import_puzzles(args, wanted)
+        splits = {"train": train, "test": test}
     else:
         train, test = generate_puzzles(args, config, wanted)
+        splits = {"train": train, "test": test}
     manifest = write_dataset(
         args.out,
-        {"train": [row(p, template) for p in train], "test": [row(p, template) for p in test]},
+        {name: [row(p, template) for p in puzzles] for name, puzzles in splits.items()},
         schema(template.is_chat),
         args.format,
         args.force,

@@ -8,6 +8,7 @@ cluster.py      this machine's GPUs and memory, free ports, a local Ray head; pr
 runtime.py      the GPU runtime (.venv-gpu): what an interpreter has, attention; install.py installs it
 jobs.py         the job's runtime env and command (quoted for sh and Ray's CLI), submission, reward services
 session.py      running a resolved recipe: data, services, runtime, a Ray head, its jobs
+stages.py       a curriculum: `recipe.stages` run one after another, each from the previous stage's model
 smoke.py        `launch smoke`: the recipe for a few steps, every stage recorded
 __main__.py     `python -m launch train / preflight / sweep / smoke`
 openrlhf_cli.py OpenRLHF's own parser, read from the installed train_ppo_ray; models.py, model shapes

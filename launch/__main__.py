@@ -5,12 +5,14 @@
     python -m launch preflight recipes/countdown/qwen2.5-3b-ppo.yaml
     python -m launch sweep recipes/ablations/model-size.yaml [--dry-run]
     python -m launch smoke recipes/countdown/qwen2.5-3b-ppo.yaml        # the recipe, proven in minutes
+    python -m launch train recipes/countdown/qwen2.5-3b-ppo-curriculum.yaml   # stages, one after another
 
 (or `make train RECIPE=...`, `make preflight RECIPE=...`, `make sweep ABLATION=...`, `make smoke RECIPE=...`).
 With RAY_ADDRESS or --address the job goes to that cluster (multi-node included); without, a head node is
 started here with this machine's GPUs and stopped when the job ends. Each run gets runs/<recipe>/<timestamp>/
 with the resolved recipe, the exact command, TensorBoard logs, checkpoints and the final model; W&B logs too
-when WANDB_API_KEY is set.
+when WANDB_API_KEY is set. A recipe with `recipe.stages` is a curriculum (launch/stages.py): its stages run one
+after another in one run folder, each from the model the one before it saved.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from launch import cluster, jobs, preflight, runs, session, smoke
+from launch import cluster, jobs, preflight, runs, session, smoke, stages
 from launch.recipe import Recipe, apply_overrides, load, load_ablation
 from launch.session import LaunchError
 from reward_funcs import cli
@@ -45,6 +47,8 @@ def dry_run(recipe: Recipe, args, resume: Path | None) -> int:
 
 def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
     """Resolve `recipe` for its run (a new one, or `resume`), check it, and submit it."""
+    if stages.is_curriculum(recipe):
+        return stages.launch(recipe, args, resume)
     if args.dry_run:
         return dry_run(recipe, args, resume)
     services = session.reward_services(recipe, args.address)
@@ -60,7 +64,7 @@ def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
     if not session.passes(config + nodes):
         return 1
     session.ensure_dataset(resolved)
-    with session.running(services):
+    with session.running(services, jobs.reward_env(resolved)):
         if not session.passes(preflight.check_files(resolved, parsed, REPO)):
             return 1
         resolved = session.prepare_runtime(resolved, args.address, python, install=not args.no_install)
@@ -76,7 +80,12 @@ def cmd_train(args) -> int:
         if args.recipe or args.set:
             raise LaunchError("--resume continues a run with its own settings: give no recipe and no --set")
         run = Path(args.resume).resolve()
-        return launch(runs.load(run), args, resume=run)
+        recipe = runs.load(run)
+        if recipe.meta.get("stage"):
+            raise LaunchError(
+                f"{run} is a stage of a curriculum: resume the curriculum, python -m launch train --resume {run.parent}"
+            )
+        return launch(recipe, args, resume=run)
     if not args.recipe:
         raise LaunchError("give a recipe, e.g. recipes/countdown/qwen2.5-3b-ppo.yaml, or --resume RUN_DIR")
     return launch(apply_overrides(load(args.recipe), args.set), args)
@@ -84,6 +93,8 @@ def cmd_train(args) -> int:
 
 def cmd_preflight(args) -> int:
     recipe = apply_overrides(load(args.recipe), args.set)
+    if stages.is_curriculum(recipe):
+        return stages.preflight_lines(recipe, args)
     resolved = runs.resolve(recipe, runs.next_run_dir(args.runs_dir, recipe.name))
     gpus, memory, nodes = session.cluster_facts(args.address, resolved, jobs.python_for(args.address, args.python))
     checks = preflight.run(resolved, REPO, gpus, memory) + nodes

@@ -2,6 +2,7 @@
 reward services it names.
 
   data     files exist, every label parses, prompts match data.apply_chat_template and fit the length budget,
+           data.prompt_probs fits the training files,
            the test split's reference solutions score 1.0 through the reward file loaded as OpenRLHF loads it,
            the train split fills a rollout batch
   reward   an HTTP reward (when the recipe uses a URL) answers a probe correctly
@@ -15,6 +16,7 @@ from pathlib import Path
 from data_tools.output import count_rows, dataset_files, read_rows
 from data_tools.templates import render_prompt
 from launch.check import Check, fail, failed, ok, warn
+from launch.recipe_checks import dataset_specs
 from reward_funcs import TASKS, LabelError, load_reward_file, parse_label
 from reward_funcs.tokens import mask_token, token_into_url
 
@@ -125,8 +127,8 @@ def _references_score(rows, args, repo, name) -> list[Check]:
 
 
 def _missing(recipe, repo: Path, path: Path, name: str) -> Check:
-    planned = (recipe.meta.get("dataset") or {}).get("out")
-    if planned and str(path).startswith(str(repo / planned)):
+    planned = [spec["out"] for spec in dataset_specs(recipe.meta) if spec.get("out")]
+    if any(path.is_relative_to(repo / out) for out in planned):
         return warn("data", f"{name} does not exist yet: `train` generates it from recipe.dataset")
     return fail(
         "data",
@@ -159,7 +161,9 @@ def check_file(recipe, args, repo: Path, split: str, path: Path) -> tuple[list[C
 def check_data(recipe, args, repo: Path) -> list[Check]:
     if not args.data.label_key:
         return [fail("data", "data.label_key is not set: OpenRLHF would send empty labels; set it to label")]
-    checks = []
+    checks = check_blend(args, repo)
+    if failed(checks):
+        return checks
     train_rows = 0
     for split, spec in (("train", args.data.prompt_dataset), ("test", args.eval.dataset)):
         for path in dataset_files(spec, repo):
@@ -176,6 +180,32 @@ def check_data(recipe, args, repo: Path) -> list[Check]:
             )
         )
     return checks or [warn("data", "no dataset in the recipe")]
+
+
+def check_blend(args, repo: Path) -> list[Check]:
+    """data.prompt_probs: one probability per training file, each above 0, summing to 1, as OpenRLHF's
+    blending_datasets (an assertion) and datasets' interleave_datasets (numpy's choice) need; without them the
+    files are concatenated. With them OpenRLHF draws rows file by file at these odds until every file has been
+    used up once (files used up early start again: they are oversampled), and keeps the first data.max_samples."""
+    if not args.data.prompt_probs:
+        return []
+    files = dataset_files(args.data.prompt_dataset, repo)
+    try:
+        probs = [float(p) for p in args.data.prompt_probs.split(",")]
+    except ValueError:
+        return [fail("data", f"data.prompt_probs {args.data.prompt_probs!r}: write numbers separated by commas")]
+    if len(probs) != len(files):
+        return [
+            fail(
+                "data",
+                f"data.prompt_probs gives {len(probs)} probabilities for {len(files)} training file(s): give one per "
+                "file of data.prompt_dataset, in the same order",
+            )
+        ]
+    if min(probs) <= 0 or abs(sum(probs) - 1) > 1e-6:
+        return [fail("data", f"data.prompt_probs {args.data.prompt_probs}: each above 0, summing to 1")]
+    mix = ", ".join(f"{p:g} {path.parent.name}/{path.name}" for p, path in zip(probs, files, strict=True))
+    return [ok("data", f"training prompts blended by OpenRLHF: {mix}, the first {args.data.max_samples:,} kept")]
 
 
 def check_http_reward(args, repo: Path, token: str | None = None) -> list[Check]:

@@ -168,3 +168,27 @@ def checkpoint_plan(args, shape: ModelShape, prompts: int) -> CheckpointPlan:
         ds_gb=(2 + ADAM_BYTES) * shape.params * (2 if args.critic.model_name_or_path else 1),
         best=best,
     )
+
+
+# ---- the rollout journal ---------------------------------------------------------------------------------------
+
+# Bytes per sample on disk (reward_funcs/journal.py), compressed. Rows: measured by bench/journal.py (about 16).
+# Texts: the prompt, and the response at about 1.5 bytes per token, what zlib leaves of English-like text at four
+# characters per token (bench/journal.py's templated chains of thought compress twice as well).
+JOURNAL_ROW_BYTES = 20
+JOURNAL_PROMPT_BYTES = 200
+JOURNAL_BYTES_PER_TOKEN = 1.5
+JOURNAL_SHARE = 0.01  # of the checkpoints' disk, at most
+
+
+def journal_samples(args, steps: int, eval_rows: int) -> int:
+    """Samples a run scores: every step's rollouts, and every evaluation's (each eval.steps, as OpenRLHF does)."""
+    evals = steps // args.eval.steps if args.eval.dataset and args.eval.steps > 0 else 0
+    return steps * samples_per_step(args) + evals * eval_rows * args.eval.n_samples_per_prompt
+
+
+def journal_gb(samples: int, text_share: float, response_tokens: int) -> float:
+    """The journal's size for `samples`, the texts of `text_share` of them kept, responses of `response_tokens`
+    (the limit, rollout.max_new_tokens: an upper bound)."""
+    text = JOURNAL_PROMPT_BYTES + JOURNAL_BYTES_PER_TOKEN * response_tokens
+    return samples * (JOURNAL_ROW_BYTES + text_share * text) / 1e9

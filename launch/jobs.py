@@ -12,10 +12,12 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from launch import runtime
 from launch.cluster import free_port
 from launch.recipe import Recipe
+from reward_funcs import task_logs
 from reward_funcs.cli import REPO, UsageError
 from reward_funcs.tokens import TOKEN_ENV, URL_PLACEHOLDER, mask_token
 
@@ -24,7 +26,8 @@ ENTRYPOINT_MODULE = "openrlhf.cli.train_ppo_ray"
 EXCLUDES = [".venv", ".venv-gpu", ".git", "data", "runs", ".hypothesis", ".pytest_cache", "**/__pycache__"]
 SECRET_ENV = ("WANDB_API_KEY", TOKEN_ENV)  # taken from the launching shell when set there
 # Our own settings, taken from the launching shell to every node of the job when set there.
-FORWARDED_ENV = ("REWARD_SAMPLE_EVERY",)
+FORWARDED_ENV = ("REWARD_SAMPLE_EVERY", "REWARD_JOURNAL_SAMPLE")
+JOURNAL_FOLDER = "journal"  # the rollout journal's folder in a run folder (reward_funcs/journal.py)
 
 
 # Variables whose value is a secret: never printed, never saved, only given to the job's environment.
@@ -36,14 +39,40 @@ def is_secret(name: str) -> bool:
 
 
 def runtime_env(recipe: Recipe | None) -> dict:
-    """The repository as working_dir; `recipe.env` (the recipe's own variables), then FORWARDED_ENV and the
-    secrets from this shell, then the recipe's secrets."""
-    env_vars = {k: str(v) for k, v in ((recipe.meta.get("env") if recipe else None) or {}).items()}
+    """The repository as working_dir; the rollout journal's settings and, for a mixed-task recipe, the per-task
+    logs' switch, then `recipe.env` (the recipe's own
+    variables), then FORWARDED_ENV and the secrets from this shell, then the recipe's secrets."""
+    env_vars = reward_env(recipe)
+    env_vars.update({k: str(v) for k, v in ((recipe.meta.get("env") if recipe else None) or {}).items()})
     for name in (*FORWARDED_ENV, *SECRET_ENV):
         if os.environ.get(name):
             env_vars[name] = os.environ[name]
     env_vars.update(recipe.secrets if recipe else {})
     return {"working_dir": str(REPO), "excludes": EXCLUDES, "env_vars": env_vars}
+
+
+def reward_env(recipe: Recipe | None) -> dict:
+    """What the reward, in the job or in a service started for it, is told about the run: its journal, and for a
+    mixed-task recipe the per-task logs' switch (reward_funcs.task_logs)."""
+    env = journal_env(recipe)
+    if recipe and recipe.meta.get("task") == "mixed":
+        env[task_logs.ENV] = "1"
+    return env
+
+
+def journal_env(recipe: Recipe | None) -> dict:
+    """A run's rollout journal: its folder in the run folder, the eval files that tell eval samples apart (those
+    found here; a hub dataset's samples count as training ones), and their label column. Only for a resolved recipe
+    (one with a run folder); `recipe.env: {REWARD_JOURNAL_DIR: ""}` turns it off."""
+    run = recipe.meta.get("run_dir") if recipe else None
+    if not run:
+        return {}
+    env = {"REWARD_JOURNAL_DIR": str(Path(run) / JOURNAL_FOLDER)}
+    files = [f for f in str(recipe.get("eval.dataset") or "").split(",") if Path(f).is_file()]  # not a hub name
+    if files:
+        env["REWARD_JOURNAL_EVAL"] = ",".join(files)
+        env["REWARD_JOURNAL_LABEL_KEY"] = str(recipe.get("data.label_key") or "label")
+    return env
 
 
 def masked(env: dict) -> dict:
@@ -180,12 +209,13 @@ class RewardServices:
         self.urls = [f"http://127.0.0.1:{port}/get_reward" for port in self.ports]
         self.processes: list[subprocess.Popen] = []
 
-    def start(self) -> list[str]:
+    def start(self, env: dict | None = None) -> list[str]:
+        """Start the services, `env` added to their environment (a run's `journal_env`, for instance)."""
         import urllib.request
 
         # On loopback the services need no token, and their URLs (printed, saved with the run) carry none: a
         # REWARD_TOKEN meant for a remote service must not make these require one.
-        env = {name: value for name, value in os.environ.items() if name != "REWARD_TOKEN"}
+        env = {**{name: value for name, value in os.environ.items() if name != "REWARD_TOKEN"}, **(env or {})}
         for port in self.ports:
             self.processes.append(
                 subprocess.Popen(

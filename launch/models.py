@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -64,11 +65,33 @@ def _cached_config(name: str) -> Path | None:
     return found[-1] if found else None
 
 
+# Model folders a run writes before it loads them (a curriculum's stages: launch/stages.py), each -> the model
+# it is trained from, so that preflight knows their shape before they exist.
+_PRODUCED: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def produced(folders: dict[str, str]):
+    """Within the block, `shape` answers for each folder of `folders` as for the model it will be trained from."""
+    before = dict(_PRODUCED)
+    _PRODUCED.update(folders)
+    try:
+        yield
+    finally:
+        _PRODUCED.clear()
+        _PRODUCED.update(before)
+
+
 def shape(name: str) -> ModelShape | None:
     """The shape of model `name` (a hub id or a local folder), or None when nothing is known about it."""
     local = Path(name) / "config.json"
     if local.is_file():
-        return _from_config(local)
+        try:
+            return _from_config(local)
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):  # not a config a model was saved with
+            return None
+    if name in _PRODUCED:
+        return shape(_PRODUCED[name])
     cached = _cached_config(name)
     if cached:
         return _from_config(cached)

@@ -10,12 +10,14 @@ Each check prints one line, `ok`, `warn` or `FAIL` with the fix; any FAIL stops 
   memory   an estimate of each GPU's peak use (model states by ZeRO stage, activations, vLLM's share)
   env      the job's environment variables: none of those train_ppo_ray sets itself
   disk     the checkpoints the run will write against the free space where it writes them (warns only)
+  journal  the rollout journal's size over the full run against the checkpoints' (warns above 1%)
   data, reward   see launch/data_checks.py
 The arithmetic is in launch/estimates.py; what is known of the cluster comes from launch/cluster.py.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -27,6 +29,7 @@ from launch.check import Check, fail, failed, ok, warn
 from launch.data_checks import check_data, check_http_reward
 from launch.openrlhf_cli import CommandLineError
 from launch.recipe import Recipe
+from launch.recipe_checks import dataset_specs
 from reward_funcs.cli import UsageError
 from reward_funcs.tokens import TOKEN_ENV
 
@@ -147,7 +150,7 @@ def _context(args, name: str, shape: models.ModelShape) -> list[Check]:
 
 
 def _instruct_template(recipe: Recipe, args, name: str) -> list[Check]:
-    template = " ".join(map(str, (recipe.meta.get("dataset") or {}).get("args", [])))
+    template = " ".join(str(a) for spec in dataset_specs(recipe.meta) for a in spec.get("args", []))
     base = "--template base" in template or (not template and not args.data.apply_chat_template)
     if "instruct" not in name.lower() or not base:
         return []
@@ -285,6 +288,42 @@ def check_disk(args, repo: Path) -> list[Check]:
     ]
 
 
+def check_journal(recipe: Recipe, args, repo: Path) -> list[Check]:
+    """The rollout journal's size over the full run (estimates.journal_gb: every response at its length limit),
+    against the checkpoints' (estimates.CheckpointPlan); REWARD_JOURNAL_SAMPLE as the job will get it."""
+    env = {**(recipe.meta.get("env") or {}), **{k: os.environ[k] for k in jobs.FORWARDED_ENV if os.environ.get(k)}}
+    if not str(env.get("REWARD_JOURNAL_DIR", "-")).strip():
+        return [ok("journal", "off (recipe.env sets REWARD_JOURNAL_DIR empty)")]
+    raw = str(env.get("REWARD_JOURNAL_SAMPLE", "")).strip() or "1"
+    try:
+        share = float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        return [
+            fail("journal", f"REWARD_JOURNAL_SAMPLE={raw!r}: give the share of prompts whose texts to keep, 0 to 1")
+        ]
+    shape, files = models.shape(args.actor.model_name_or_path), dataset_files(args.data.prompt_dataset, repo)
+    if shape is None or not files or not all(f.is_file() for f in files):
+        return []
+    plan = estimates.checkpoint_plan(args, shape, sum(count_rows(f) for f in files))
+    eval_rows = sum(count_rows(f) for f in dataset_files(args.eval.dataset, repo) if f.is_file())
+    samples = estimates.journal_samples(args, plan.steps, eval_rows)
+    tokens = args.rollout.max_new_tokens or args.data.max_len
+    size = estimates.journal_gb(samples, share, tokens)
+    line = (
+        f"the rollout journal takes at most {size:,.1f} GB: {samples:,} samples, the texts of {share:.0%} of the "
+        f"prompts, every response at its {tokens:,}-token limit; {size / plan.total_gb:.2%} of the checkpoints' "
+        f"{plan.total_gb:,.0f} GB"
+    )
+    if size <= estimates.JOURNAL_SHARE * plan.total_gb:
+        return [ok("journal", line)]
+    rows, texts = estimates.journal_gb(samples, 0, tokens), estimates.journal_gb(samples, 1, tokens)
+    fits = max(0.0, estimates.JOURNAL_SHARE * plan.total_gb - rows) / (texts - rows)
+    fix = f"export REWARD_JOURNAL_SAMPLE={math.floor(fits * 100) / 100:.2f} (or set it in recipe.env)"
+    return [warn("journal", f"{line}: {fix} to keep fewer texts; every sample's numbers are kept whatever it is")]
+
+
 # ---- all -------------------------------------------------------------------------------------------------------
 
 
@@ -354,7 +393,7 @@ def check_config(
 def check_files(recipe: Recipe, args, repo: Path, probe_services: bool = True) -> list[Check]:
     """What reads the data, the disk and the reward services (`probe_services` False: services that start with
     the run are not up yet, as in a dry run)."""
-    checks = check_data(recipe, args, repo) + check_disk(args, repo)
+    checks = check_data(recipe, args, repo) + check_disk(args, repo) + check_journal(recipe, args, repo)
     if probe_services or not recipe.meta.get("reward_service"):
         token = recipe.secrets.get(TOKEN_ENV) or os.environ.get(TOKEN_ENV)
         return checks + check_http_reward(args, repo, token)

@@ -221,7 +221,8 @@ def run_folder_to_check(ckpt_path: str | None) -> Path | None:
 
 def probe_arguments(recipe) -> list[str]:
     """What the probe checks for a resolved recipe: on every node, its data files (those that exist here: a missing
-    one is data_checks' finding) and its run folder; and its reward file on its first test file, when both exist."""
+    one is data_checks' finding), the model folders of this machine it loads (a curriculum stage's, written by the
+    stage before it) and its run folder; and its reward file on its first test file, when both exist."""
     from data_tools.output import dataset_files
 
     if recipe is None:
@@ -229,7 +230,9 @@ def probe_arguments(recipe) -> list[str]:
     args = recipe.args()
     argv = []
     files = dataset_files(args.data.prompt_dataset, cli.REPO) + dataset_files(args.eval.dataset, cli.REPO)
-    for path in dict.fromkeys(files):
+    models = [Path(m) / "config.json" for m in (args.actor.model_name_or_path, args.critic.model_name_or_path) if m]
+    models = [m for m in models if m.is_absolute()]  # a model folder of this machine's: a curriculum's last stage
+    for path in dict.fromkeys(files + models):
         if path.is_file():
             argv += ["--visible", str(path)]
     folder = run_folder_to_check(args.ckpt.path)
@@ -317,7 +320,15 @@ def _node_findings(node: dict) -> list[tuple[str, str]]:
         ]
     findings = _runtime_findings(node)
     for path, seen in node["visible"].items():
-        if not seen:
+        if not seen and path.endswith("config.json"):  # the model an earlier stage of a curriculum wrote
+            findings.append(
+                (
+                    "FAIL",
+                    f"cannot see {path}: put the runs folder (--runs-dir) on a filesystem every node mounts at the "
+                    "same path, then continue with --resume",
+                )
+            )
+        elif not seen:
             findings.append(
                 (
                     "FAIL",

@@ -7,7 +7,7 @@ keeps that resolved recipe (`recipe.yaml`) beside the command it became (`comman
 the original command plus `--ckpt.load_enable`.
 
     runs/<recipe>/<timestamp>/
-      recipe.yaml  command.sh  job.json  tensorboard/  ckpt/  final/
+      recipe.yaml  command.sh  job.json  tensorboard/  journal/  ckpt/  final/
 """
 
 from __future__ import annotations

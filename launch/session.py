@@ -16,6 +16,7 @@ from launch import cluster, jobs, preflight, probe, runs, runtime
 from launch import install as installer
 from launch.check import fail
 from launch.recipe import Recipe, apply_overrides
+from launch.recipe_checks import dataset_specs
 from reward_funcs.cli import REPO, UsageError
 
 
@@ -24,14 +25,24 @@ class LaunchError(UsageError):
 
 
 def ensure_dataset(recipe: Recipe) -> None:
-    """Generate the recipe's dataset with data_tools when its files are missing."""
-    spec = recipe.meta.get("dataset") or {}
+    """Generate the recipe's datasets with data_tools when their files are missing: each recipe.dataset whose
+    folder holds a missing file."""
+    specs = dataset_specs(recipe.meta)
     wanted = [p for key in ("data.prompt_dataset", "eval.dataset") for p in dataset_files(recipe.get(key), REPO)]
-    missing = [str(p) for p in wanted if not p.exists()]
+    missing = [p for p in wanted if not p.exists()]
     if not missing:
         return
-    if not spec.get("tool") or not spec.get("out"):
-        raise LaunchError(f"{', '.join(missing)} missing and the recipe has no recipe.dataset to generate it from")
+    makers = [s for s in specs if s.get("tool") and s.get("out")]
+    unmade = [str(p) for p in missing if not any(p.is_relative_to(REPO / s["out"]) for s in makers)]
+    if unmade:
+        raise LaunchError(f"{', '.join(unmade)} missing, and no recipe.dataset of the recipe generates it: make it")
+    for spec in makers:
+        if any(p.is_relative_to(REPO / spec["out"]) for p in missing):
+            generate_dataset(spec)
+
+
+def generate_dataset(spec: dict) -> None:
+    """`python -m data_tools.<tool> --out <out> <args>` for one recipe.dataset."""
     out = REPO / spec["out"]
     command = [sys.executable, "-m", f"data_tools.{spec['tool']}", "--out", str(out), *map(str, spec.get("args", []))]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,10 +85,10 @@ def cluster_facts(address: str | None, recipe: Recipe, python: str) -> tuple[int
 
 
 @contextlib.contextmanager
-def running(services: jobs.RewardServices | None):
-    """The reward services up for the length of the block."""
+def running(services: jobs.RewardServices | None, env: dict | None = None):
+    """The reward services up for the length of the block, `env` added to theirs (jobs.reward_env of the run)."""
     if services:
-        services.start()
+        services.start(env)
     try:
         yield
     finally:

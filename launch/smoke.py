@@ -71,7 +71,8 @@ def derive(recipe: Recipe, eval_slice: Path, full: dict) -> Recipe:
         # out of W&B; the run name only names each job's TensorBoard folder (tensorboard/train, tensorboard/resume)
         "logger": {"logging_steps": 1, "wandb": {"key": None, "run_name": "train"}},
     }
-    meta = {**recipe.meta, "name": f"{recipe.name}-smoke", "smoke": full}
+    # a curriculum's smoke run is its shared settings, as one plain run: the stages are left out
+    meta = {**{k: v for k, v in recipe.meta.items() if k != "stages"}, "name": f"{recipe.name}-smoke", "smoke": full}
     return Recipe(f"{recipe.name}-smoke", recipe.path, merge(recipe.flags, changes), meta, dict(recipe.secrets))
 
 
@@ -167,7 +168,7 @@ def _check_and_run(log, resolved: Recipe, run: Path, args, python: str, services
     gpus, memory, nodes = session.cluster_facts(args.address, resolved, python)
     config, parsed = preflight.check_config(resolved, gpus, memory)
     config += nodes
-    with session.running(services):
+    with session.running(services, jobs.reward_env(resolved)):
         checks = config if preflight.failed(config) else config + preflight.check_files(resolved, parsed, repo)
         if not _preflight_stage(log, checks):
             return

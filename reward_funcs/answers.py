@@ -25,10 +25,17 @@ from typing import NamedTuple
 
 import orjson
 
-from reward_funcs import LabelError, score_sample
+from reward_funcs import LabelError, journal, score_sample
+from reward_funcs.task_logs import task_logs, wanted
 
 logger = logging.getLogger("reward_funcs.server")
 SLICE_SECONDS = 0.001  # scoring on the event loop gives it back this often
+# This process's rollout journal (REWARD_JOURNAL_DIR), or None: each worker and the scoring process keep their own.
+try:
+    JOURNAL, JOURNAL_ERROR = journal.Journal.from_env(source="service"), None
+except journal.JournalError as e:  # a bad setting: the command says so in one line (server.run)
+    JOURNAL, JOURNAL_ERROR = None, str(e)
+TASK_LOGS = wanted()  # per-task extra_logs, for runs that mix tasks (REWARD_TASK_LOGS)
 
 
 class BadRequest(Exception):
@@ -109,10 +116,15 @@ def scoring(body: bytes) -> Generator[None, None, Answer]:
     except Exception:  # our bug: logged in full by the server, answered without taking the service down
         failed = Answer.refused(500, "internal error while scoring; see the service's log")
         return failed._replace(trace=traceback.format_exc())
+    if JOURNAL is not None:
+        JOURNAL.record_batch(queries, prompts, labels, scored)
     rewards = [s.reward for s in scored]
     correct = [float(s.correct) for s in scored]
     formatted = [float(s.formatted) for s in scored]
-    answer = {"rewards": rewards, "scores": correct, "extra_logs": {"accuracy": correct, "format": formatted}}
+    logs = {"accuracy": correct, "format": formatted}
+    if TASK_LOGS:
+        logs.update(task_logs(labels, correct, formatted))
+    answer = {"rewards": rewards, "scores": correct, "extra_logs": logs}
     return Answer(200, orjson.dumps(answer), None, len(scored), sum(rewards), int(sum(correct)))
 
 

@@ -9,11 +9,14 @@ repository that `ray job submit --runtime-env-json '{"working_dir": "."}'` unpac
 
 Returns rewards 0 / 0.1 / 1.0 (TinyZero's), scores 1.0 for a correct answer and 0.0 otherwise (read by OpenRLHF's
 dynamic filtering; its eval pass@k averages the rewards, like TinyZero's validation score), and extra_logs
-`accuracy` and `format` (an answer tag was found), which OpenRLHF logs as training metrics. A malformed
-completion is scored, never raised on; a malformed label is our bug: it is logged at ERROR with the fix, then
-raised.
+`accuracy` and `format` (an answer tag was found), which OpenRLHF logs as training metrics; with
+REWARD_TASK_LOGS=1 (the launcher sets it for a `recipe.task: mixed` run) also three per task
+(reward_funcs.task_logs). A malformed completion is scored, never raised on; a malformed label is our bug: it is
+logged at ERROR with the fix, then raised.
 
-Set REWARD_SAMPLE_EVERY=N to print one scored sample in N (off by default).
+Set REWARD_SAMPLE_EVERY=N to print one scored sample in N (off by default). With REWARD_JOURNAL_DIR set (the
+launcher sets it to the run's `journal/`), every scored sample also goes to the rollout journal
+(reward_funcs/journal.py: one append here, the rest in a background thread), which `analysis.journal` reads.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ if str(_PACKAGE_DIR.parent) not in sys.path:
 import torch  # noqa: E402  (OpenRLHF's engine actors always have it)
 
 import reward_funcs  # noqa: E402
-from reward_funcs import LabelError, score_sample  # noqa: E402
+from reward_funcs import LabelError, journal, score_sample  # noqa: E402
+from reward_funcs.task_logs import task_logs, wanted  # noqa: E402
 
 if Path(reward_funcs.__file__).resolve().parent != _PACKAGE_DIR:
     raise ImportError(
@@ -49,6 +53,10 @@ logger = logging.getLogger("reward_funcs")
 SAMPLE_EVERY_ENV = "REWARD_SAMPLE_EVERY"
 _calls = 0
 _calls_lock = threading.Lock()
+# This process's rollout journal, or None; made when OpenRLHF loads this file in an engine actor, whose
+# environment is the job's. A bad setting fails the load with its fix, before any sample is generated.
+JOURNAL = journal.Journal.from_env()
+TASK_LOGS = wanted()  # per-task extra_logs, for runs that mix tasks (REWARD_TASK_LOGS; see task_logs)
 
 
 def reward_func(queries, prompts, labels, **kwargs):
@@ -63,13 +71,16 @@ def reward_func(queries, prompts, labels, **kwargs):
             logger.exception("reward_funcs: bug while scoring a sample; please report it with this label: %r", label)
             raise
         _maybe_print_sample(query, prompt, label, scored[-1])
+        if JOURNAL is not None:
+            JOURNAL.record(query, prompt, label, scored[-1])
+    correct = [float(s.correct) for s in scored]
+    logs = {"accuracy": correct, "format": [float(s.formatted) for s in scored]}
+    if TASK_LOGS:
+        logs.update(task_logs(labels, correct, logs["format"]))
     return {
         "rewards": torch.tensor([s.reward for s in scored], dtype=torch.float32),
-        "scores": torch.tensor([float(s.correct) for s in scored], dtype=torch.float32),
-        "extra_logs": {
-            "accuracy": torch.tensor([float(s.correct) for s in scored], dtype=torch.float32),
-            "format": torch.tensor([float(s.formatted) for s in scored], dtype=torch.float32),
-        },
+        "scores": torch.tensor(correct, dtype=torch.float32),
+        "extra_logs": {key: torch.tensor(values, dtype=torch.float32) for key, values in logs.items()},
     }
 
 

@@ -50,7 +50,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reward_funcs import cli
+from reward_funcs import answers, cli
 from reward_funcs.answers import Answer, BadRequest, ScoringProcess, score_on_loop, stop_with_parent
 from reward_funcs.connections import (
     DEFAULT_CLIENT_TIMEOUT,
@@ -231,6 +231,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await scorer.start()
         yield
         scorer.stop()  # after every request is answered
+        if answers.JOURNAL is not None:  # a worker ends by its signal, past atexit: its journal is flushed here
+            answers.JOURNAL.close()
 
     app = Starlette(
         routes=[
@@ -311,6 +313,8 @@ def run(args) -> int:
             "--workers must be at least 1, --max-body-mb and --client-timeout positive, --max-connections at least "
             "1, --port 0 to 65535"
         )
+    if answers.JOURNAL_ERROR:
+        raise cli.UsageError(answers.JOURNAL_ERROR)
     token, where = resolve_token(args.host, args.token_file)
     if token and args.log_level == "trace":
         raise cli.UsageError("--log-level trace logs every request's URL, the token with it: use debug at most")

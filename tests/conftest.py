@@ -6,7 +6,19 @@ import tempfile
 # - no cluster, W&B key, GPU list or sample printing inherited from the shell (the launcher and reward read them);
 # - OpenRLHF's loader goes through `datasets`, which caches what it reads: a fresh cache, never the hub;
 # - loopback traffic never goes through a proxy; matplotlib's cache is writable; Ray's socket paths stay short.
-for name in ("RAY_ADDRESS", "WANDB_API_KEY", "CUDA_VISIBLE_DEVICES", "REWARD_SAMPLE_EVERY", "HF_HUB_CACHE"):
+for name in (
+    "RAY_ADDRESS",
+    "WANDB_API_KEY",
+    "CUDA_VISIBLE_DEVICES",
+    "REWARD_SAMPLE_EVERY",
+    "HF_HUB_CACHE",
+    "REWARD_TOKEN",
+    "REWARD_TASK_LOGS",
+    "REWARD_JOURNAL_DIR",
+    "REWARD_JOURNAL_SAMPLE",
+    "REWARD_JOURNAL_EVAL",
+    "REWARD_JOURNAL_LABEL_KEY",
+):
     os.environ.pop(name, None)
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="tests-hf-home-")
 os.environ["HF_DATASETS_OFFLINE"] = "1"

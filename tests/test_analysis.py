@@ -584,6 +584,8 @@ def test_report_table_and_missing_runs(tmp_path):
     assert (tmp_path / "report" / "accuracy.png").is_file() and (
         tmp_path / "report" / "curves" / "reward.png"
     ).is_file()
+    page = (tmp_path / "report" / "runs.html").read_text()  # the run report's page of the variants' runs
+    assert "[runs.html](runs.html)" in table and "algorithm-ppo" in page and "algorithm-grpo" in page
 
 
 def test_a_runs_checkpoints_come_by_step_and_best_copies_only_when_alone(tmp_path):
@@ -998,3 +1000,118 @@ def test_a_hub_that_does_not_answer_is_asked_once_not_retried(dataset, tmp_path)
     assert "cannot load the model no-such-org/no-such-model: " in line and "HTTP 503" in line, line
     assert len(requests) == len(set(requests)), requests
     assert not any("no-such-model" in request for request in requests), requests
+
+
+# ---- a curriculum's stages, tasks mixed, dynamic filtering ------------------------------------------------------
+
+
+def write_scalars(folder, series):
+    """TensorBoard scalars as OpenRLHF's TensorboardLogger writes them: {tag: [(step, value)]}."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(folder / "tensorboard" / "ppo_0101T00:00"))
+    for tag, points in series.items():
+        for step, value in points:
+            writer.add_scalar(tag, value, step)
+    writer.close()
+
+
+def write_stage(run, index, name, steps, accuracy, held_out):
+    """A curriculum's stage folder (launch/stages.py): its recipe, its logs from step 1, its evaluation."""
+    stage = run / f"stage-{index}"
+    stage.mkdir(parents=True)
+    (stage / "recipe.yaml").write_text(f"recipe: {{name: c, stage: {{index: {index}, name: {name}}}}}\n")
+    write_scalars(
+        stage,
+        {
+            "train/accuracy": [(s, accuracy) for s in range(1, steps + 1)],
+            "eval/eval_countdown_pass1": [(steps, accuracy)],
+        },
+    )
+    (stage / "eval").mkdir()
+    (stage / "eval" / "accuracy_by_step.json").write_text(json.dumps(held_out))
+
+
+def test_a_curriculums_stages_are_joined_into_one_curve(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "curriculum-easy-to-hard" / "20260101-000000"
+    write_stage(
+        run, 1, "easy", 10, 0.2, [{"model": "ckpt/global_step4_hf", "step": 4, "final": False, "accuracy": 0.1}]
+    )
+    write_stage(run, 2, "hard", 5, 0.6, [{"model": "final", "step": None, "final": True, "accuracy": 0.5}])
+    series, stages = curves.read_run(run)
+    assert [(s.name, s.offset, s.steps) for s in stages] == [("easy", 0, 10), ("hard", 10, 5)]
+    accuracy = series["train/accuracy"]
+    assert [step for step, _ in accuracy] == list(range(1, 16))  # stage 2's steps follow stage 1's last
+    assert accuracy[9][1] == pytest.approx(0.2) and accuracy[10][1] == pytest.approx(0.6)
+    assert series["eval/eval_countdown_pass1"] == [(10, pytest.approx(0.2)), (15, pytest.approx(0.6))]
+    # analysis.evaluate's points: a stage's final model (no step of its own) at its stage's end
+    assert series["derived/held_out"] == [(4, 0.1), (15, 0.5)]
+    lines = []
+    monkeypatch.setattr(curves.plt.Axes, "axvline", lambda self, x, **kw: lines.append(x))
+    plotted = curves.plot([run], tmp_path / "png")
+    assert set(lines) == {10} and "held_out_accuracy" in plotted  # where the second stage begins
+
+
+def test_the_report_reads_a_curriculums_last_stage_and_its_joined_curves(tmp_path):
+    runs_dir = tmp_path / "runs"
+    for variant, accuracy in (("easy-to-hard", 0.5), ("hard-to-easy", 0.05)):
+        run = runs_dir / f"curriculum-{variant}" / "20260101-000000"
+        write_stage(run, 1, "a", 4, 0.1, [])
+        write_stage(run, 2, "b", 4, accuracy, [])
+        results = run / "stage-2" / "eval" / "final"
+        results.mkdir(parents=True)
+        figures = {"accuracy": accuracy, "mean_reward": accuracy, "format_rate": 1.0, "length": {"mean": 300}}
+        (results / "results.json").write_text(json.dumps({"metrics": figures}))
+    result = report.build(REPO / "recipes/ablations/curriculum.yaml", runs_dir, tmp_path / "report")
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "| easy-to-hard | 0.500 |" in table and "| hard-to-easy | 0.050 |" in table
+    assert result["missing"] == ["curriculum-random"] and "about 0.4 with a random order" in table
+    assert (tmp_path / "report" / "curves" / "accuracy.png").is_file()
+
+
+def test_training_accuracy_per_task_and_held_out_reward_per_datasource(tmp_path):
+    mixed, single = tmp_path / "mixed", tmp_path / "single"
+    steps = range(1, 4)
+    write_scalars(
+        mixed,
+        {
+            # step means of reward_funcs.task_logs' keys: 60% countdown samples, of which half correct
+            "train/countdown_share": [(s, 0.6) for s in steps],
+            "train/countdown_correct": [(s, 0.3) for s in steps],
+            "train/countdown_format": [(s, 0.6) for s in steps],
+            "train/multiply_share": [(s, 0.4) for s in steps],
+            "train/multiply_correct": [(s, 0.1 * s) for s in steps],
+            "train/multiply_format": [(s, 0.4) for s in steps],
+            "eval/eval_countdown_pass1": [(3, 0.4)],
+            "eval/eval_multiply_pass1": [(3, 0.7)],
+        },
+    )
+    write_scalars(
+        single,
+        {
+            "train/countdown_share": [(1, 1.0)],
+            "train/countdown_correct": [(1, 0.5)],
+            "train/countdown_format": [(1, 1.0)],
+            "eval/eval_countdown_pass1": [(1, 0.5)],
+        },
+    )
+    plotted = curves.plot([mixed, single], tmp_path / "png")
+    by_task = plotted["accuracy_by_task"]
+    assert set(by_task) == {"mixed [countdown]", "mixed [multiply]"}  # a one-task run has no such lines
+    assert by_task["mixed [countdown]"] == [(s, pytest.approx(0.5)) for s in steps]
+    assert by_task["mixed [multiply]"] == [(s, pytest.approx(0.1 * s / 0.4)) for s in steps]
+    assert set(plotted["eval_reward"]) == {"mixed [countdown]", "mixed [multiply]", "single"}
+
+
+def test_the_prompts_dynamic_filtering_kept_not_openrlhfs_logged_rate(tmp_path):
+    run = tmp_path / "run"
+    write_scalars(run, {"train/dynamic_filtering_pass_rate": [(1, 800.0), (2, 600.0), (3, 200.0)]})
+    (run / "recipe.yaml").write_text("recipe: {name: r}\nrollout: {n_samples_per_prompt: 8}\n")
+    plotted = curves.plot([run], tmp_path / "png")
+    assert plotted["kept_prompts"][curves.run_name(run)] == [(1, 1.0), (2, 0.75), (3, 0.25)]
+
+
+def test_task_accuracy_leaves_out_a_task_without_samples():
+    means = {"countdown_share": 1.0, "countdown_correct": 0.25, "countdown_format": 0.5, "multiply_share": 0.0}
+    means |= {"multiply_correct": 0.0, "multiply_format": 0.0, "accuracy": 0.25}
+    assert metrics.task_accuracy(means) == {"countdown": {"share": 1.0, "accuracy": 0.25, "format": 0.5}}

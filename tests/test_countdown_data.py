@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from testkit import REPO
 
-from data_tools import countdown, solver
+from data_tools import countdown, countdown_bands, solver
 from data_tools.output import sha256
 from reward_funcs import score_sample
 
@@ -189,6 +189,78 @@ def test_bad_arguments_fail_in_one_line_before_any_work(tmp_path, args, message)
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+# ---- difficulty bands (a curriculum's data) ------------------------------------------------------------------
+
+BANDS = ["--bands", "easy,medium,hard", "--test-size", "100"]
+
+
+@pytest.fixture(scope="module")
+def banded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bands")
+    return make(root, *BANDS, "--train-size", "120", name="big"), make(root, *BANDS, "--train-size", "60", name="small")
+
+
+def test_bands_are_disjoint_rated_as_named_and_share_one_test_set(banded):
+    big, _ = banded
+    files = {band: read(big, f"train-{band}") for band in ("easy", "medium", "hard")}
+    test = read(big, "test")
+    assert {band: len(rows) for band, rows in files.items()} == {"easy": 120, "medium": 120, "hard": 120}
+    assert len(test) == 100
+    limits = {"easy": (9, None), "medium": (3, 8), "hard": (1, 2)}
+    keys = [key(row) for rows in [*files.values(), test] for row in rows]
+    assert len(keys) == len(set(keys))  # no puzzle in two files, nor twice in one
+    for band, rows in files.items():
+        low, high = limits[band]
+        assert all(low <= row["solutions"] and (high is None or row["solutions"] <= high) for row in rows), band
+    assert len({countdown_bands.band_of(row["solutions"]) for row in test}) == 3  # the whole distribution
+    for rows in [*files.values(), test]:
+        for row in rows:  # and each one solvable: its reference solution scores through the reward
+            query = row["prompt"] + f" ... </think>\n<answer> {row['solution']} </answer><|endoftext|>"
+            assert score_sample(query, row["prompt"], row["label"]).reward == 1.0, row
+
+
+def test_each_bands_size_and_share_are_reported(banded):
+    big, _ = banded
+    bands = json.loads((big / "manifest.json").read_text())["bands"]
+    assert {name: b["train_rows"] for name, b in bands.items()} == {"easy": 120, "medium": 120, "hard": 120}
+    assert bands["easy"]["solutions"] == "9+ solutions" and bands["hard"]["solutions"] == "1-2 solutions"
+    assert 0.99 < sum(b["share"] for b in bands.values()) <= 1.0
+    assert bands["medium"]["share"] > bands["easy"]["share"]  # medium puzzles are the common ones
+
+
+def test_the_test_set_does_not_depend_on_the_band_sizes(banded):
+    """The test set is the stream's first puzzles and each band takes the next of its own: a smaller draw is a
+    prefix of a larger one, so runs on bands of different sizes are evaluated on the same puzzles."""
+    big, small = banded
+    assert (big / "test.parquet").read_bytes() == (small / "test.parquet").read_bytes()
+    for band in ("easy", "medium", "hard"):
+        assert read(small, f"train-{band}") == read(big, f"train-{band}")[:60]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bands", "easy,tiny"], "each band must be one of easy, medium, hard"),
+        (["--bands", "easy,easy"], "names a band twice"),
+        (["--bands", "easy", "--min-solutions", "3"], "--bands makes its own difficulty bands"),
+        (["--bands", "easy", "--source", "x.parquet"], "--bands only apply to generation"),
+        (["--bands", "easy", "--counts", "3,6"], "a difficulty band needs at most 5 numbers"),
+        (["--bands", "easy,hard", "--counts", "2", "--train-size", "10"], "the easy band(s) hold only 0 of"),
+    ],
+)
+def test_bands_that_cannot_be_made_fail_in_one_line(tmp_path, args, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "data_tools.countdown", "--out", str(tmp_path / "o"), *args, "--workers", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr.strip().splitlines()[-1], result.stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -64,3 +64,18 @@ def test_async_colocation_gives_the_engines_their_own_gpus():
     recipe = apply_overrides(load(BASE), ["train.async_enable=true", "vllm.enable_sleep=false"])
     assert estimates.gpus_needed(recipe.args()) == 4
     assert estimates.gpus_needed(load(BASE).args()) == 2
+
+
+def test_the_journal_of_tinyzeros_run_is_a_fraction_of_a_percent_of_its_checkpoints():
+    """19,200 steps of 256 samples and 192 evaluations of 1,024 prompts; every response at its 1,024-token limit
+    and every text kept, the journal stays under 1% of the checkpoints (3B: 192 Hugging Face copies and more)."""
+    args = load(BASE).args()
+    plan = estimates.checkpoint_plan(args, shape(args.actor.model_name_or_path), 327_680)
+    samples = estimates.journal_samples(args, plan.steps, eval_rows=1024)
+    assert samples == 19_200 * 256 + 192 * 1024
+    size = estimates.journal_gb(samples, 1.0, args.rollout.max_new_tokens)
+    assert size == pytest.approx(samples * (20 + 200 + 1.5 * 1024) / 1e9)
+    assert size < estimates.JOURNAL_SHARE * plan.total_gb
+    assert estimates.journal_gb(samples, 0.0, 1024) == pytest.approx(samples * 20 / 1e9)  # rows only
+    no_eval = apply_overrides(load(BASE), ["eval.steps=-1"]).args()
+    assert estimates.journal_samples(no_eval, plan.steps, eval_rows=1024) == 19_200 * 256

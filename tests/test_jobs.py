@@ -148,3 +148,17 @@ def test_the_printed_command_submits_exactly_what_the_sdk_submits(tmp_path):
     assert sh_argv(by_cli["entrypoint"])[3:] == argv and not canary.exists()
     assert by_cli["runtime_env"]["env_vars"] == {"HF_TOKEN": "***"}  # the printed command carries no secret
     assert by_sdk["runtime_env"]["env_vars"] == {"HF_TOKEN": "hf-secret-1"}  # the job gets it from the launcher
+
+
+def test_the_reward_is_told_of_its_journal_and_of_mixed_tasks(tmp_path):
+    """The job and the services started for it get the run's journal folder; only a mixed-task recipe turns on the
+    per-task logs (a one-task run logs no six constant series)."""
+    from launch import runs
+    from launch.recipe import load
+
+    plain = runs.resolve(load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml"), tmp_path / "a")
+    mixed = runs.resolve(load(REPO / "recipes/mixed/qwen2.5-3b-ppo.yaml"), tmp_path / "b")
+    assert jobs.reward_env(plain)["REWARD_JOURNAL_DIR"] == str(tmp_path / "a" / "journal")
+    assert "REWARD_TASK_LOGS" not in jobs.runtime_env(plain)["env_vars"]
+    assert jobs.reward_env(mixed)["REWARD_TASK_LOGS"] == "1" == jobs.runtime_env(mixed)["env_vars"]["REWARD_TASK_LOGS"]
+    assert jobs.reward_env(mixed)["REWARD_JOURNAL_DIR"] == str(tmp_path / "b" / "journal")

@@ -280,3 +280,26 @@ def test_hybrid_engine_advice_satisfies_the_equation(tp, gpus):
     assert pairs and all(e * t == gpus and t in valid_tp_sizes(QWEN25["Qwen2.5-3B"]) for e, t in pairs), found[0]
     if gpus % tp == 0:  # the recipe's own TP comes first when it can work
         assert pairs[0] == (gpus // tp, tp)
+
+
+def test_the_journal_estimate_sits_beside_the_disk_one_and_names_the_share_that_fits(data, monkeypatch):
+    # 2,000 steps of 256 samples (300 prompts, 1,000 episodes), 20 evaluations of 40 prompts, and no checkpoint but
+    # the final model (6.18 GB): the journal's 0.9 GB is 15% of it; the texts of 5% of the prompts bring it under 1%.
+    monkeypatch.delenv("REWARD_JOURNAL_SAMPLE", raising=False)
+    overrides = ["train.num_episodes=1000", "ckpt.save_steps=-1"]
+    names = [c.name for c in checked(data, overrides)]
+    assert names[names.index("disk") + 1] == "journal"
+    (journal,) = [c for c in checked(data, overrides) if c.name == "journal"]
+    assert journal.status == "warn" and "512,800 samples, the texts of 100% of the prompts" in journal.message
+    assert "14.57% of the checkpoints' 6 GB: export REWARD_JOURNAL_SAMPLE=0.05" in journal.message
+    monkeypatch.setenv("REWARD_JOURNAL_SAMPLE", "0.05")
+    (journal,) = [c for c in checked(data, overrides) if c.name == "journal"]
+    assert journal.status == "ok" and "the texts of 5% of the prompts" in journal.message
+    monkeypatch.setenv("REWARD_JOURNAL_SAMPLE", "most")
+    (journal,) = [c for c in checked(data, overrides) if c.name == "journal"]
+    assert journal.status == "FAIL" and "REWARD_JOURNAL_SAMPLE='most': give the share" in journal.message
+    (journal,) = [c for c in checked(data, [*overrides, "recipe.env.REWARD_JOURNAL_DIR=''"]) if c.name == "journal"]
+    assert journal.status == "ok" and journal.message.startswith("off")
+    monkeypatch.delenv("REWARD_JOURNAL_SAMPLE")
+    (journal,) = [c for c in checked(data, []) if c.name == "journal"]
+    assert journal.status == "ok"  # the shipped recipe on 300 prompts: 30 steps, 13 MB against the final model

@@ -12,6 +12,7 @@ from testkit import REPO
 from launch.estimates import training_steps
 from launch.openrlhf_cli import CommandLineError, check, flag_names
 from launch.recipe import RecipeError, apply_overrides, flatten, load, load_ablation, merge, to_argv
+from launch.recipe_checks import band_names, dataset_specs
 
 RECIPES = sorted(p.relative_to(REPO) for p in (REPO / "recipes").glob("*/*.yaml") if p.parent.name != "ablations")
 ABLATIONS = sorted(p.relative_to(REPO) for p in (REPO / "recipes" / "ablations").glob("*.yaml"))
@@ -31,7 +32,15 @@ def test_the_recipes_the_project_promises_exist():
         "qwen2.5-3b-ppo-2x80gb.yaml",
     } <= names
     assert Path("recipes/multiply/qwen2.5-3b-ppo.yaml") in RECIPES
-    assert {p.stem for p in ABLATIONS} == {"model-size", "base-vs-instruct", "algorithm"}
+    assert {"qwen2.5-3b-ppo-curriculum.yaml", "qwen2.5-3b-grpo-dynamic-sampling.yaml"} <= names
+    assert Path("recipes/mixed/qwen2.5-3b-ppo.yaml") in RECIPES
+    assert {p.stem for p in ABLATIONS} == {
+        "model-size",
+        "base-vs-instruct",
+        "algorithm",
+        "curriculum",
+        "dynamic-sampling",
+    }
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=str)
@@ -42,7 +51,8 @@ def test_recipe_is_accepted_by_openrlhfs_parser(path):
     args = check(argv)  # OpenRLHF's post-parse checks too
     assert args.reward.remote_url == ["reward_funcs/openrlhf_reward.py"]
     assert args.data.label_key == "label" and args.eval.temperature == 0.0
-    assert recipe.meta["description"] and recipe.meta["dataset"]["tool"] in ("countdown", "multiply")
+    specs = dataset_specs(recipe.meta)
+    assert recipe.meta["description"] and specs and all(s["tool"] in ("countdown", "multiply") for s in specs)
 
 
 @pytest.mark.parametrize("ablation, recipe", VARIANTS, ids=lambda x: getattr(x, "name", str(x)))
@@ -56,6 +66,17 @@ def test_ablation_variants_state_only_what_changes():
     small, full = flatten(variants["qwen2.5-0.5b"].flags), flatten(base.flags)
     assert {k for k in small.keys() | full.keys() if small.get(k) != full.get(k)} == {"actor.model_name_or_path"}
     assert flatten(variants["qwen2.5-3b"].flags) == flatten(base.flags)
+
+
+def test_the_dynamic_sampling_variant_equals_its_recipe():
+    variants = {r.meta["variant"]: r for r in load_ablation(REPO / "recipes/ablations/dynamic-sampling.yaml")}
+    standalone = load(REPO / "recipes/countdown/qwen2.5-3b-grpo-dynamic-sampling.yaml")
+    assert flatten(variants["grpo-dynamic-sampling"].flags) == flatten(standalone.flags)
+    plain = flatten(variants["grpo"].flags)
+    assert {k for k, v in flatten(standalone.flags).items() if plain.get(k) != v} == {
+        "algo.dynamic_filtering_enable",
+        "algo.dynamic_filtering_range",
+    }
 
 
 @pytest.mark.parametrize("variant", ["grpo", "reinforce", "reinforce-baseline", "rloo", "dr-grpo"])
@@ -133,7 +154,9 @@ def test_prefixes_are_refused_though_argparse_would_accept_them():
     "ablation, variant, standalone",
     [("algorithm", v, f"qwen2.5-3b-{v}") for v in ("grpo", "reinforce", "reinforce-baseline", "rloo", "dr-grpo")]
     + [("model-size", f"qwen2.5-{s}", f"qwen2.5-{s}-ppo") for s in ("0.5b", "1.5b", "3b", "7b")]
-    + [("base-vs-instruct", "instruct", "qwen2.5-3b-instruct-ppo")],
+    + [("base-vs-instruct", "instruct", "qwen2.5-3b-instruct-ppo")]
+    + [("curriculum", "easy-to-hard", "qwen2.5-3b-ppo-curriculum")]
+    + [("dynamic-sampling", "grpo-dynamic-sampling", "qwen2.5-3b-grpo-dynamic-sampling")],
 )
 def test_variants_quote_the_same_published_figures_as_their_recipes(ablation, variant, standalone):
     variants = {r.meta["variant"]: r for r in load_ablation(REPO / f"recipes/ablations/{ablation}.yaml")}
@@ -189,15 +212,28 @@ def test_the_main_recipe_is_tinyzeros_run_as_openrlhf_reads_it():
 PROMPTS = {"countdown": 327_680, "multiply": 32_768}  # what data_tools writes by default: TinyZero's sizes
 
 
+def training_prompts(recipe) -> int:
+    """The training prompts of the recipe's data as data_tools makes it from recipe.dataset: TinyZero's sizes by
+    default, --train-size per band with --bands."""
+    total = 0
+    for spec in dataset_specs(recipe.meta):
+        args = [str(a) for a in spec.get("args") or []]
+        size = int(args[args.index("--train-size") + 1]) if "--train-size" in args else PROMPTS[spec["tool"]]
+        total += size * max(1, len(band_names(recipe.meta)))
+    return total
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=str)
 def test_the_comments_state_the_recipes_own_steps_and_algorithm(path):
-    """The step count in the num_episodes comment is OpenRLHF's for the default dataset, and the algorithm header
-    names the recipe's estimator and where its KL goes."""
+    """The step count in the num_episodes comment is OpenRLHF's for the recipe's dataset (at most that many with
+    dynamic filtering), and the algorithm header names the recipe's estimator and where its KL goes."""
     text = (REPO / path).read_text()
     args = load(REPO / path).args()
-    steps, prompts = re.search(r"num_episodes:.*# .*?([\d,]+) steps of ([\d,]+) prompts", text).groups()
+    found = re.search(r"num_episodes:.*# .*?(at most )?([\d,]+) steps of ([\d,]+) prompts", text)
+    at_most, steps, prompts = found.groups()
+    assert bool(at_most) == args.algo.dynamic_filtering_enable
     assert int(prompts.replace(",", "")) == args.rollout.batch_size
-    assert int(steps.replace(",", "")) == training_steps(args, PROMPTS[path.parent.name])
+    assert int(steps.replace(",", "")) == training_steps(args, training_prompts(load(REPO / path)))
     header = re.search(r"# ---- algorithm: (.*)", text).group(1)
     assert ("GAE" in header) == (args.algo.advantage.estimator == "gae"), header
     if args.algo.kl.init_coef == 0:

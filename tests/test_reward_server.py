@@ -697,3 +697,44 @@ def test_preflight_probes_a_service_with_its_token_and_never_shows_it(tmp_path, 
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_the_service_journals_every_sample_it_scores(tmp_path, monkeypatch):
+    """With REWARD_JOURNAL_DIR, each worker and the scoring process write their own journal files: every sample,
+    small requests and one large enough for the scoring process, is in the run's journal after SIGTERM; with
+    REWARD_TASK_LOGS=1 the answers carry the per-task logs."""
+    from analysis.journal import load_run
+    from reward_funcs.task_logs import keys
+
+    monkeypatch.setenv("REWARD_JOURNAL_DIR", str(tmp_path / "run" / "journal"))
+    monkeypatch.setenv("REWARD_TASK_LOGS", "1")
+    process, url = start_server("--workers", "2")
+    try:
+        for _ in range(10):
+            status, answer = post(url, GOOD)
+            assert status == 200 and answer["extra_logs"]["countdown_correct"] == [1.0]
+        assert set(answer["extra_logs"]) == {"accuracy", "format", *keys("countdown"), *keys("multiply")}
+        large = {key: value * 600 for key, value in GOOD.items()}  # about 80 KB: scored in the scoring process
+        assert len(json.dumps(large)) > 64 << 10
+        status, answer = post(url, large)
+        assert status == 200 and answer["rewards"] == [1.0] * 600
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    journal = load_run(tmp_path / "run")
+    assert sum(s.n for s in journal.stats) == 610
+    assert all(s.accuracy == 1.0 and s.task == "countdown" for s in journal.stats)
+    assert journal.samples and all(r["answer"] == "44 - 19 + 35" for r in journal.samples)
+    assert len({p.name.split("-")[1] for p in (tmp_path / "run" / "journal").glob("*.rows")}) >= 2  # processes
+
+
+def test_a_bad_journal_setting_is_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "reward_funcs.server", "--port", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REWARD_JOURNAL_DIR": "/tmp/unused-journal", "REWARD_JOURNAL_SAMPLE": "most"},
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "REWARD_JOURNAL_SAMPLE" in result.stderr

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from testkit import REPO
+from testkit import REPO, countdown_label
 
 from analysis import evaluate
 from analysis import smoke as smoke_table
@@ -17,6 +17,7 @@ from data_tools import countdown, multiply
 from launch import __main__ as cli
 from launch import cluster, estimates, jobs, preflight, runs, session, smoke
 from launch.recipe import apply_overrides, load
+from reward_funcs import score_sample
 from reward_funcs.cli import UsageError
 
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*/*.yaml") if p.parent.name != "ablations")
@@ -58,10 +59,17 @@ def datasets(tmp_path_factory):
 
 def with_data(path: Path, datasets: Path):
     recipe = load(path)
-    task = "multiply" if path.parent.name == "multiply" else "instruct" if "instruct" in path.name else "countdown"
-    folder = datasets / task
+    if path.parent.name == "mixed":  # both tasks, blended: one training file per probability
+        folders = [datasets / "countdown", datasets / "multiply"]
+    else:
+        task = "multiply" if path.parent.name == "multiply" else "instruct" if "instruct" in path.name else "countdown"
+        folders = [datasets / task]
     return apply_overrides(
-        recipe, [f"data.prompt_dataset={folder / 'train.parquet'}", f"eval.dataset={folder / 'test.parquet'}"]
+        recipe,
+        [
+            f"data.prompt_dataset={','.join(str(f / 'train.parquet') for f in folders)}",
+            f"eval.dataset={','.join(str(f / 'test.parquet') for f in folders)}",
+        ],
     )
 
 
@@ -69,7 +77,8 @@ def with_data(path: Path, datasets: Path):
 def test_the_smoke_recipe_is_the_recipe_cut_short_and_passes_preflight(path, datasets, tmp_path):
     recipe = with_data(path, datasets)
     full = smoke.full_run(runs.resolve(recipe, tmp_path / "full"))
-    assert full["prompts"] == 800 and full["steps"] == estimates.training_steps(recipe.args(), 800)
+    prompts = 800 * len(recipe.get("data.prompt_dataset").split(","))
+    assert full["prompts"] == prompts and full["steps"] == estimates.training_steps(recipe.args(), prompts)
     eval_slice = smoke.write_eval_slice(recipe, tmp_path / "run" / "data")
     derived = runs.resolve(smoke.derive(recipe, eval_slice, full), tmp_path / "run")
     args = derived.args()  # OpenRLHF's parser and post-parse checks
@@ -105,6 +114,21 @@ def write_like_a_run(recipe, run: Path, resumed: bool) -> None:
             (run / "ckpt" / "global_step2_hf").mkdir(parents=True)
             (run / "ckpt" / "global_step2_hf" / "config.json").write_text("{}")
     logger.close()
+    write_journal(recipe, steps=1 if resumed else 3)
+
+
+def write_journal(recipe, steps: int) -> None:
+    """The rollout journal as the reward file writes it in the job: the real writer, with the environment the
+    launcher gives the job (jobs.reward_env): 16 training samples a step, and the held-out slice once."""
+    from reward_funcs.journal import Journal
+
+    journal = Journal.from_env(environ=jobs.reward_env(recipe))
+    held_out = [json.loads(line) for line in Path(recipe.get("eval.dataset")).read_text().splitlines()]
+    training = [("Using the numbers [1, 2, 3], create an equation that equals 6.", countdown_label([1, 2, 3], 6))]
+    for prompt, label in training * 16 * steps + [(row["prompt"], row["label"]) for row in held_out]:
+        query = prompt + " 1 + 2 + 3 = 6 </think> <answer>1 + 2 + 3</answer>"
+        journal.record(query, prompt, label, score_sample(query, prompt, label))
+    journal.close()
 
 
 @pytest.fixture
@@ -190,8 +214,16 @@ def test_the_smoke_flow_ends_in_a_table(datasets, tmp_path, stand_in_gpu_side, f
     assert "Peak GPU memory: GPU 0 73.4 GB, GPU 1 68.2 GB" in table  # 70,000 and 65,000 MiB
     steps = estimates.training_steps(load(REPO / "recipes/countdown/qwen2.5-3b-ppo.yaml").args(), 800)
     assert f"Projected full run: {steps:,} steps x 80.0 s" in table and "on 2 GPUs" in table
+    held_out = 2 * len((run / "data" / "test.jsonl").read_text().splitlines())  # the slice, by each job
+    assert f"Rollout journal: {64 + held_out:,} samples (64 training over " in table  # 3 steps, then 1 resumed
+    assert f"{held_out} held-out); see them with python -m analysis.run_report {run}" in table
     assert "Smoke run passed" in table
     assert "wandb-key-1" not in (run / "recipe.yaml").read_text() + capsys.readouterr().out
+    for written in (run / "journal").iterdir():  # a reward that recorded nothing fails the smoke run
+        written.unlink()
+    assert smoke_table.main([str(run), "--force"]) == 1
+    table = (run / "smoke.md").read_text()
+    assert "Rollout journal: EMPTY" in table and "Smoke run FAILED at: journal" in table
 
 
 def test_a_resume_that_does_not_load_the_checkpoint_fails(datasets, tmp_path, stand_in_gpu_side, capsys):
