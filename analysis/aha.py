@@ -192,7 +192,7 @@ def detect(
             )
             return result
         weaker = min(stretch.length_t, stretch.accuracy_t)
-        if weaker > closest:
+        if result.stretch is None or weaker > closest:  # a perfect line has t = -inf: still a stretch to show
             closest, result.windows, result.stretch = weaker, windows, stretch
     result.reason = (
         f"no stretch of {sustain * size} steps where length and accuracy rise together; the closest (shown) is "

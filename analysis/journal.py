@@ -268,6 +268,14 @@ def attribute(run_dir: Path, cols: dict, warn) -> tuple[np.ndarray, str]:
             steps[is_eval] = np.where(before >= 0, in_order[np.maximum(before, 0)], 0)
         warn(f"no TensorBoard logs under {run_dir}: training samples counted {per_step} to a step, in time order")
         how = f"counting {per_step} training samples to a step (no TensorBoard logs)"
+    generate = _flag(recipe, "rollout.vllm_generate_batch_size", None)
+    if generate and generate > _flag(recipe, "rollout.batch_size", 1024):  # later steps served from a buffer
+        warn(
+            f"rollout.vllm_generate_batch_size {generate} > rollout.batch_size: OpenRLHF scores samples ahead and "
+            "trains on them at later steps, so steps here are when samples were scored, not trained on"
+        )
+    if int(_flag(recipe, "logger.logging_steps", 1) or 1) > 1:  # the steps between two logs share the later one
+        warn("logger.logging_steps > 1: the samples of the steps between two logs are counted at the later one")
     if _flag(recipe, "train.async_enable", False):
         shift = int(_flag(recipe, "train.async_queue_size", 1))
         steps[~is_eval] += shift

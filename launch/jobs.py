@@ -53,10 +53,13 @@ def runtime_env(recipe: Recipe | None) -> dict:
 
 def reward_env(recipe: Recipe | None) -> dict:
     """What the reward, in the job or in a service started for it, is told about the run: its journal, and for a
-    mixed-task recipe the per-task logs' switch (reward_funcs.task_logs)."""
+    mixed-task recipe the per-task logs' switch (reward_funcs.task_logs); `recipe.env`'s REWARD_* last, so that
+    `REWARD_JOURNAL_DIR: ""` turns the journal off in the services as in the job."""
     env = journal_env(recipe)
     if recipe and recipe.meta.get("task") == "mixed":
         env[task_logs.ENV] = "1"
+    own = (recipe.meta.get("env") if recipe else None) or {}
+    env.update({name: str(value) for name, value in own.items() if name.startswith("REWARD_")})  # the recipe's say
     return env
 
 
@@ -241,6 +244,13 @@ class RewardServices:
                 self.stop()
                 raise RuntimeError(f"the reward service for {url} did not answer /health")
         return self.urls
+
+    def restart(self, env: dict | None = None) -> list[str]:
+        """Stop the services and start them again on the same ports with `env` (a curriculum's next stage: its own
+        journal folder); the URLs the jobs were given stay right."""
+        self.stop()
+        self.processes = []
+        return self.start(env)
 
     def stop(self) -> None:
         for process in self.processes:

@@ -325,7 +325,7 @@ def launch(recipe: Recipe, args, resume: Path | None = None) -> int:
             if not resume:
                 run.mkdir(parents=True)
                 runs.save(run, top, commands(stages, address, python))
-            return run_stages(todo, run, address, python, on_cluster=args.address is not None)
+            return run_stages(todo, run, address, python, on_cluster=args.address is not None, services=services)
 
 
 def prepare(todo: list[Stage], args, python: str) -> bool:
@@ -341,10 +341,14 @@ def prepare(todo: list[Stage], args, python: str) -> bool:
     return True
 
 
-def run_stages(todo: list[Stage], run: Path, address: str, python: str, on_cluster: bool) -> int:
-    """Submit each stage once the one before it SUCCEEDED and left its outputs; stop at the first that did not."""
+def run_stages(todo: list[Stage], run: Path, address: str, python: str, on_cluster: bool, services=None) -> int:
+    """Submit each stage once the one before it SUCCEEDED and left its outputs; stop at the first that did not.
+    The reward services started for the run are restarted for each stage with its environment (jobs.reward_env:
+    the stage's own journal folder)."""
     for stage in todo:
         print(f"==== {stage.title()}: {stage.folder}", flush=True)
+        if services:
+            services.restart(jobs.reward_env(stage.recipe))
         if on_cluster and stage.index > 1:  # every node must see the model the previous stage wrote
             nodes = probe.node_checks(cluster.cluster_probe(address, stage.recipe, python))
             if not session.passes(nodes):

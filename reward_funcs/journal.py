@@ -193,25 +193,48 @@ def split_end(response: str) -> tuple[str, int]:
 
 
 def eval_labels(files: list[str], key: str = "label") -> frozenset[str]:
-    """The labels of the eval dataset files (parquet, jsonl or json), as `label_text` writes them."""
+    """The labels of the eval dataset files (parquet, arrow, csv, json or jsonl), as `label_text` writes them. A
+    file that cannot be read is a warning and its samples count as training ones: the journal never stops a run."""
     labels: set[str] = set()
     for name in files:
-        path = Path(name)
-        if not path.is_file():
-            raise JournalError(f"{EVAL_ENV}: {name} is not a file: give the eval dataset's files, comma-separated")
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                values = pq.read_table(path, columns=[key]).column(key).to_pylist()
-            except (KeyError, ValueError) as e:
-                raise JournalError(f"{EVAL_ENV}: {name} has no column {key!r}: set {LABEL_KEY_ENV} ({e})") from None
-        else:
-            text = path.read_text(encoding="utf-8")
-            records = json.loads(text) if path.suffix == ".json" else [json.loads(x) for x in text.splitlines() if x]
-            values = [r.get(key) for r in records if isinstance(r, dict)]
+        try:
+            values = _column(Path(name), key)
+        except Exception as e:  # any reason the file cannot give its labels
+            logger.warning(
+                "reward_funcs: journal: cannot read the labels of the eval file %s (%s: %s); its samples are "
+                "recorded as training ones (%s, %s)",
+                name,
+                type(e).__name__,
+                e,
+                EVAL_ENV,
+                LABEL_KEY_ENV,
+            )
+            continue
         labels.update(label_text(v) for v in values if v is not None)
     return frozenset(labels)
+
+
+def _column(path: Path, key: str) -> list:
+    """Column `key` of a dataset file, read the way OpenRLHF's loader reads that format."""
+    if path.suffix in (".parquet", ".arrow", ".csv"):
+        import pyarrow as pa
+        import pyarrow.csv
+        import pyarrow.parquet
+
+        if path.suffix == ".parquet":
+            return pyarrow.parquet.read_table(path, columns=[key]).column(key).to_pylist()
+        if path.suffix == ".csv":
+            return pyarrow.csv.read_csv(path).column(key).to_pylist()
+        with pa.memory_map(str(path)) as source:  # HF datasets' arrow files are streams
+            return pa.ipc.open_stream(source).read_all().column(key).to_pylist()
+    text = path.read_text(encoding="utf-8")
+    try:
+        records = json.loads(text)  # one JSON document: a list of records
+    except json.JSONDecodeError:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]  # one record per line
+    if isinstance(records, dict):
+        records = [records]
+    return [r.get(key) for r in records if isinstance(r, dict)]
 
 
 # ---- the writer ---------------------------------------------------------------------------------------------------

@@ -51,6 +51,13 @@ def test_aha_not_found_for_noise(seed):
     assert found.stretch is not None and "closest" in found.reason  # the evidence that came nearest is kept
 
 
+def test_aha_on_perfectly_flat_or_falling_lines_is_not_found_and_shows_a_stretch():
+    """Exact lines (no noise) give t of -inf or nan; the closest stretch is still shown, never a crash."""
+    steps = range(1, 601)
+    found = aha.detect({s: 1000.0 - 2 * s for s in steps}, {s: 0.5 for s in steps})
+    assert not found.found and found.stretch is not None and "closest" in found.reason
+
+
 def test_aha_not_found_when_length_grows_and_accuracy_does_not():
     """The 0.5B model: responses get longer (repetition), accuracy stays where it was."""
     length = noisy(600, ramp(100, 150, 0.5), 6, 1)

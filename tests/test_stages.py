@@ -316,3 +316,39 @@ def test_stages_are_submitted_in_order_and_resume_continues_the_interrupted_one(
     assert [len(trainer_calls(s)) for s in (first, second, third)] == [1, 2, 1]
     assert shlex.split((run / "command.sh").read_text().splitlines()[1])[:3] == ["ray", "job", "submit"]
     assert os.environ.get("STAND_IN_FAIL") is None  # the variable went to the jobs only
+
+
+def test_the_reward_services_journal_into_each_stages_folder(tmp_path, monkeypatch):
+    """Reward services started for a curriculum are restarted for each stage with its environment, on the same
+    ports: each stage's samples land in its own journal/ (real services, a stand-in for the job's submission)."""
+    import urllib.request
+
+    from launch import jobs, session
+    from reward_funcs.journal import DIR_ENV
+
+    plan = planned(load(CURRICULUM), tmp_path / "run")
+    services = jobs.RewardServices({"instances": 1})
+    seen = []
+
+    def submit_run(recipe, folder, address, python, new_folder=True, watch=()):
+        label = json.dumps({"task": "countdown", "target": 60, "numbers": [44, 19, 35]})
+        query = "Assistant: </think>\n<answer>44 - 19 + 35</answer>"
+        body = json.dumps({"query": [query], "prompts": [None], "labels": [label]}).encode()
+        request = urllib.request.Request(services.urls[0], body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            seen.append((services.urls[0], json.loads(answer.read())["rewards"]))
+        for name in ("final", "final_critic"):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            (folder / name / "config.json").write_text("{}")
+        return "SUCCEEDED", None
+
+    monkeypatch.setattr(session, "submit_run", submit_run)
+    services.start()
+    try:
+        assert stages.run_stages(plan, tmp_path / "run", "http://x", "python3", False, services=services) == 0
+    finally:
+        services.stop()
+    assert [rewards for _, rewards in seen] == [[1.0]] * 3 and len({url for url, _ in seen}) == 1
+    for stage in plan:
+        assert jobs.reward_env(stage.recipe)[DIR_ENV] == str(stage.folder / "journal")
+        assert list((stage.folder / "journal").glob("*.rows")), stage.folder  # the stage's own samples
