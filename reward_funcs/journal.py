@@ -88,7 +88,18 @@ ROW_FIELDS = (
 ROW = struct.Struct("<" + "".join(code for _, code in ROW_FIELDS))
 # Tokens a finished response ends with (OpenRLHF decodes with special tokens kept); vLLM stops on nothing else
 # unless the length runs out, as OpenRLHF sets no stop strings.
-END_TOKENS = ("<|endoftext|>", "<|im_end|>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<eos>", "<|end|>")
+END_TOKENS = (
+    "<|endoftext|>",  # Qwen2.5 base
+    "<|im_end|>",  # Qwen2.5 instruct
+    "</s>",
+    "<|eot_id|>",  # Llama 3
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<eos>",
+    "<end_of_turn>",  # Gemma
+    "<｜end▁of▁sentence｜>",  # DeepSeek-R1 distills
+    "<|end|>",
+)
 TASK_NAMES = tuple(TASKS)
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
