@@ -71,7 +71,8 @@ def journal_env(recipe: Recipe | None) -> dict:
     if not run:
         return {}
     env = {"REWARD_JOURNAL_DIR": str(Path(run) / JOURNAL_FOLDER)}
-    files = [f for f in str(recipe.get("eval.dataset") or "").split(",") if Path(f).is_file()]  # not a hub name
+    # a resolved recipe's local files are absolute (made before the job starts, if not yet); a hub name is not
+    files = [f for f in str(recipe.get("eval.dataset") or "").split(",") if Path(f).is_absolute() or Path(f).is_file()]
     if files:
         env["REWARD_JOURNAL_EVAL"] = ",".join(files)
         env["REWARD_JOURNAL_LABEL_KEY"] = str(recipe.get("data.label_key") or "label")

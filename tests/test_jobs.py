@@ -162,3 +162,5 @@ def test_the_reward_is_told_of_its_journal_and_of_mixed_tasks(tmp_path):
     assert "REWARD_TASK_LOGS" not in jobs.runtime_env(plain)["env_vars"]
     assert jobs.reward_env(mixed)["REWARD_TASK_LOGS"] == "1" == jobs.runtime_env(mixed)["env_vars"]["REWARD_TASK_LOGS"]
     assert jobs.reward_env(mixed)["REWARD_JOURNAL_DIR"] == str(tmp_path / "b" / "journal")
+    tests = [str(REPO / "data" / task / "test.parquet") for task in ("countdown", "multiply")]
+    assert jobs.reward_env(mixed)["REWARD_JOURNAL_EVAL"].split(",") == tests  # made before the job, if not yet
