@@ -24,7 +24,7 @@ from testkit import CASES, REPO, REWARD_FILE, CharTokenizer, StandInEngine, coun
 from analysis.journal import load_run
 from analysis.metrics import BEHAVIOURS, behaviours
 from reference import tinyzero
-from reward_funcs import journal, score_sample
+from reward_funcs import journal, journal_fields, score_sample
 
 LATE = " Let me try 44 + 19 = 63. Wait, that doesn't work. Let me check: 44 - 19 + 35 = 60, correct. "
 
@@ -125,14 +125,14 @@ def test_round_trip_keeps_every_field(tmp_path):
 )
 def test_behaviour_flags_are_exactly_analysis_metrics(text):
     """The prefilter only skips regexes that cannot match, ASCII or not, case or not."""
-    mask = journal.Behaviours(BEHAVIOURS).mask(text)
+    mask = journal_fields.Behaviours(BEHAVIOURS).mask(text)
     assert {name for i, name in enumerate(BEHAVIOURS) if mask >> i & 1} == {k for k, v in behaviours(text).items() if v}
 
 
 def test_the_prefilter_skips_most_regexes_on_plain_text():
-    assert all(journal.needles(pattern) is not None for pattern in BEHAVIOURS.values())
+    assert all(journal_fields.needles(pattern) is not None for pattern in BEHAVIOURS.values())
     plain = "44 + 19 = 63. 63 - 35 = 28. " * 40
-    assert not any(journal.present(journal.needles(p), plain.lower()) for p in BEHAVIOURS.values())
+    assert not any(journal_fields.present(journal_fields.needles(p), plain.lower()) for p in BEHAVIOURS.values())
 
 
 def test_text_sampling_keeps_whole_prompts_and_every_row(tmp_path):
@@ -144,7 +144,7 @@ def test_text_sampling_keeps_whole_prompts_and_every_row(tmp_path):
     loaded = load_run(run, samples_per_step=1000)
     assert loaded.rows == 400 and loaded.stats[0].n == 400
     kept = {r["prompt"] for r in loaded.samples}
-    expected = {prompt for _, prompt, _, _ in items if journal.prompt_key(prompt) < 2**62}
+    expected = {prompt for _, prompt, _, _ in items if journal_fields.prompt_key(prompt) < 2**62}
     assert kept == expected and 0 < len(kept) < 100
     assert len(loaded.samples) == 4 * len(kept)
 
@@ -174,7 +174,7 @@ def test_eval_samples_are_told_apart_by_their_label(tmp_path):
     loaded = load_run(tmp_path / "run")
     assert {(s.split, s.n) for s in loaded.stats} == {("train", 2), ("eval", 4)}
     assert {r["prompt"] for r in loaded.samples if r["split"] == "eval"} == {p for p, _ in prompts}
-    assert sorted(loaded.held_out) == sorted(f"{journal.prompt_key(p):016x}" for p, _ in prompts)
+    assert sorted(loaded.held_out) == sorted(f"{journal_fields.prompt_key(p):016x}" for p, _ in prompts)
 
 
 # ---- attribution -----------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_samples_get_the_step_of_openrlhfs_tensorboard_logs(tmp_path):
     assert all(r["step"] == json.loads(r["label"])["step"] for r in train)
     assert [(s.step, s.n) for s in loaded.stats if s.split == "train"] == [(1, 4), (2, 5), (3, 6), (4, 7), (5, 8)]
     assert [(s.step, s.n) for s in loaded.stats if s.split == "eval"] == [(2, 1), (4, 1)]
-    assert [r["step"] for r in loaded.held_out[f"{journal.prompt_key(eval_prompt):016x}"]] == [2, 4]
+    assert [r["step"] for r in loaded.held_out[f"{journal_fields.prompt_key(eval_prompt):016x}"]] == [2, 4]
     assert loaded.warnings == ["8 training samples come after the last step logged: counted as step 5"]
     assert "TensorBoard" in loaded.attribution
 
@@ -498,7 +498,7 @@ def test_an_eval_file_that_cannot_be_read_never_stops_the_run(tmp_path, caplog):
     pq.write_table(pa.table({"prompt": ["p"], "answer_key": ["{}"]}), test)
     for files in (str(test), "/nonexistent/test.parquet"):
         with caplog.at_level("WARNING", logger="reward_funcs"):
-            assert journal.eval_labels([files]) == frozenset()
+            assert journal_fields.eval_labels([files]) == frozenset()
         assert f"cannot read the labels of the eval file {files}" in caplog.text
     writer = journal.Journal.from_env({"REWARD_JOURNAL_DIR": str(tmp_path / "j"), "REWARD_JOURNAL_EVAL": str(test)})
     assert writer is not None
@@ -513,7 +513,7 @@ def test_eval_labels_come_from_every_format_openrlhf_loads(tmp_path, suffix):
         pa.csv.write_csv(pa.table({"prompt": ["a", "b", "c"], "label": labels}), path)
     else:  # one record per line, as data_tools writes .jsonl and OpenRLHF's loader reads .json too
         path.write_text("".join(json.dumps({"prompt": "x", "label": label}) + "\n" for label in labels))
-    assert journal.eval_labels([str(path)]) == frozenset(journal.label_text(label) for label in labels)
+    assert journal_fields.eval_labels([str(path)]) == frozenset(journal_fields.label_text(label) for label in labels)
 
 
 @pytest.mark.parametrize(

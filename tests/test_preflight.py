@@ -10,7 +10,7 @@ import pytest
 from testkit import REPO
 
 from data_tools import countdown
-from launch import data_checks, estimates, preflight
+from launch import data_checks, disk_checks, estimates, preflight
 from launch.cluster import free_port
 from launch.models import QWEN25, valid_tp_sizes
 from launch.recipe import apply_overrides, load
@@ -181,7 +181,7 @@ def test_disk_estimate_counts_every_hf_copy_and_the_rotated_deepspeed_checkpoint
     # 1,000 episodes. Saved every 100 steps: 20 HF copies of 2 x 3.09 GB, never deleted; DeepSpeed checkpoints of
     # 14 x 3.09 GB for the actor and as much for the critic, 3 kept (ckpt.max_num) plus the best one; the final model.
     total = 20 * 6.18 + 4 * 86.52 + 6.18
-    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1e12, 0, 100e9))
+    monkeypatch.setattr(disk_checks.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1e12, 0, 100e9))
     disk = [c for c in checked(data, ["train.num_episodes=1000"]) if c.name == "disk"]
     assert len(disk) == 1 and disk[0].status == "warn", disk
     assert f"about {total:,.0f} GB over 2,000 steps: 20 Hugging Face copies" in disk[0].message
@@ -190,7 +190,7 @@ def test_disk_estimate_counts_every_hf_copy_and_the_rotated_deepspeed_checkpoint
     assert "the disk fills near step 200" in disk[0].message
     never = [c for c in checked(data, ["train.num_episodes=1000", "ckpt.save_steps=-1"]) if c.name == "disk"]
     assert never[0].status == "ok" and "none saved, the final model" in never[0].message
-    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1e13, 0, 5e12))
+    monkeypatch.setattr(disk_checks.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1e13, 0, 5e12))
     assert [c.status for c in checked(data, ["train.num_episodes=1000"]) if c.name == "disk"] == ["ok"]
 
 

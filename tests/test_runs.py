@@ -128,13 +128,13 @@ def test_every_run_journals_into_its_own_folder(tmp_path, monkeypatch):
     """The job's environment gives the reward the run's journal/ folder, the eval files (absolute, as resolved) and
     their label column; REWARD_JOURNAL_SAMPLE comes from this shell; recipe.env can turn the journal off."""
     (tmp_path / "test.parquet").write_text("")
-    evals = f"eval.dataset={tmp_path / 'test.parquet'},data/a/test.parquet"  # the second is not here: left out
+    evals = f"eval.dataset={tmp_path / 'test.parquet'},data/a/test.parquet"  # the second made before the job
     recipe = apply_overrides(load(RECIPE), [evals, "data.label_key=answer"])
     resolved = runs.resolve(recipe, tmp_path / "run")
     monkeypatch.setenv("REWARD_JOURNAL_SAMPLE", "0.5")
     env = jobs.runtime_env(resolved)["env_vars"]
     assert env["REWARD_JOURNAL_DIR"] == str(tmp_path / "run" / "journal")
-    assert env["REWARD_JOURNAL_EVAL"] == str(tmp_path / "test.parquet")
+    assert env["REWARD_JOURNAL_EVAL"] == f"{tmp_path / 'test.parquet'},{REPO / 'data/a/test.parquet'}"
     assert (env["REWARD_JOURNAL_LABEL_KEY"], env["REWARD_JOURNAL_SAMPLE"]) == ("answer", "0.5")
     # a resumed run resolves its saved recipe into the same folder again: the same journal, new files beside the old
     assert jobs.runtime_env(runs.resolve(runs.load(_saved(tmp_path, resolved)), tmp_path / "run"))["env_vars"][
