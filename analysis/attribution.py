@@ -15,36 +15,23 @@ journal files, clocks of different nodes apart by more than the gap between step
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
-import yaml
-from google.protobuf.message import DecodeError
-from tensorboard.compat.proto import event_pb2
 
+from analysis.events import events, flag, saved_recipe
 from reward_funcs.journal import EVAL
 
 
 def tensorboard_marks(run_dir: Path, warn) -> tuple[list, list, dict]:
     """([(wall time, step)] of each `train/*` log, the same of each `eval/*` log, {step: train/rollout/num_samples})
-    from every event file of the run. A record cut short ends its file's reading (one warning); checksums are
-    not verified here (analysis.curves does), for speed: a run logs some 40 scalars a step."""
+    from every event file of the run (analysis.events). A record cut short ends its file's reading (one warning);
+    checksums are not verified here (analysis.curves does), for speed: a run logs some 40 scalars a step."""
     where = run_dir / "tensorboard" if (run_dir / "tensorboard").is_dir() else run_dir
     train, evals, counts = {}, {}, {}
     for index, path in enumerate(sorted(where.rglob("events.out.tfevents.*"))):
-        data, at = path.read_bytes(), 0
-        while at < len(data):
-            (length,) = struct.unpack_from("<Q", data, at) if at + 8 <= len(data) else (len(data),)
-            if at + 16 + length > len(data):
-                warn(f"{path}: cut short at byte {at:,} (the run was still writing, or was killed); read up to there")
-                break
-            try:
-                event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
-            except DecodeError:
-                warn(f"{path}: damaged at byte {at:,}; read up to there")
-                break
-            at += 16 + length
+        problems: list[str] = []
+        for event in events(path, problems, verify=False):
             for value in event.summary.value:
                 marks = train if value.tag.startswith("train/") else evals if value.tag.startswith("eval/") else None
                 if marks is not None:
@@ -52,27 +39,14 @@ def tensorboard_marks(run_dir: Path, warn) -> tuple[list, list, dict]:
                     marks[key] = min(marks.get(key, event.wall_time), event.wall_time)
                 if value.tag == "train/rollout/num_samples":
                     counts[event.step] = value.simple_value
+        for problem in problems:
+            warn(f"{path}: {problem}")
     return sorted((w, s) for (_, s), w in train.items()), sorted((w, s) for (_, s), w in evals.items()), counts
-
-
-def _recipe(run_dir: Path) -> dict:
-    try:
-        saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return saved if isinstance(saved, dict) else {}
-
-
-def _flag(recipe: dict, dotted: str, default=None):
-    node = recipe
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return default if node is None else node
 
 
 def attribute(run_dir: Path, cols: dict, warn) -> tuple[np.ndarray, str]:
     """Each sample's training step (see the module's docstring), and how it was found."""
-    t, is_eval, recipe = cols["t"], cols["split"] == EVAL, _recipe(run_dir)
+    t, is_eval, recipe = cols["t"], cols["split"] == EVAL, saved_recipe(run_dir)
     train_marks, _, counts = tensorboard_marks(run_dir, warn)
     steps = np.zeros(len(t), np.int64)
     if train_marks:
@@ -91,7 +65,7 @@ def attribute(run_dir: Path, cols: dict, warn) -> tuple[np.ndarray, str]:
             warn(f"{pending} training samples come after the last step logged: counted as step {logged[-1] + 1}")
         how = "the wall times of OpenRLHF's train/* TensorBoard logs"
     else:
-        per_step = _flag(recipe, "rollout.batch_size", 1024) * _flag(recipe, "rollout.n_samples_per_prompt", 1)
+        per_step = flag(recipe, "rollout.batch_size", 1024) * flag(recipe, "rollout.n_samples_per_prompt", 1)
         order = np.argsort(t[~is_eval], kind="stable")
         in_order = 1 + np.arange(len(order)) // per_step  # the step of the k-th training sample in time
         train_steps = np.empty(len(order), np.int64)
@@ -102,20 +76,20 @@ def attribute(run_dir: Path, cols: dict, warn) -> tuple[np.ndarray, str]:
             steps[is_eval] = np.where(before >= 0, in_order[np.maximum(before, 0)], 0)
         warn(f"no TensorBoard logs under {run_dir}: training samples counted {per_step} to a step, in time order")
         how = f"counting {per_step} training samples to a step (no TensorBoard logs)"
-    generate = _flag(recipe, "rollout.vllm_generate_batch_size", None)
-    if generate and generate > _flag(recipe, "rollout.batch_size", 1024):  # later steps served from a buffer
+    generate = flag(recipe, "rollout.vllm_generate_batch_size", None)
+    if generate and generate > flag(recipe, "rollout.batch_size", 1024):  # later steps served from a buffer
         warn(
             f"rollout.vllm_generate_batch_size {generate} > rollout.batch_size: OpenRLHF scores samples ahead and "
             "trains on them at later steps, so steps here are when samples were scored, not trained on"
         )
-    if int(_flag(recipe, "logger.logging_steps", 1) or 1) > 1:  # the steps between two logs share the later one
+    if int(flag(recipe, "logger.logging_steps", 1) or 1) > 1:  # the steps between two logs share the later one
         warn("logger.logging_steps > 1: the samples of the steps between two logs are counted at the later one")
-    if _flag(recipe, "train.async_enable", False):
-        shift = int(_flag(recipe, "train.async_queue_size", 1))
+    if flag(recipe, "train.async_enable", False):
+        shift = int(flag(recipe, "train.async_queue_size", 1))
         steps[~is_eval] += shift
         warn(f"train.async_enable: rollouts run ahead of training; samples counted {shift} step(s) later, roughly")
         how += f", shifted by {shift} (asynchronous training)"
-    elif counts and not _flag(recipe, "algo.dynamic_filtering_enable", False):
+    elif counts and not flag(recipe, "algo.dynamic_filtering_enable", False):
         _check_counts(steps[~is_eval], counts, warn)
     return steps, how
 

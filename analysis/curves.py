@@ -27,7 +27,6 @@ import itertools
 import json
 import re
 import statistics
-import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +35,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import yaml
-from google.protobuf.message import DecodeError  # noqa: E402
-from tensorboard.compat.proto import event_pb2  # noqa: E402
-from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c  # noqa: E402
 from tensorboard.util import tensor_util  # noqa: E402
 
 from analysis import metrics, writable  # noqa: E402
+from analysis.events import events, saved_recipe  # noqa: E402
 from data_tools.output import atomic_folder  # noqa: E402
 from reward_funcs import cli  # noqa: E402
 
@@ -73,9 +69,8 @@ STAGE = re.compile(r"stage-(\d+)")
 
 
 def run_name(run: Path) -> str:
-    recipe = run / "recipe.yaml"
-    if recipe.is_file():
-        meta = (yaml.safe_load(recipe.read_text()) or {}).get("recipe") or {}
+    if (run / "recipe.yaml").is_file():
+        meta = saved_recipe(run).get("recipe") or {}
         return f"{meta.get('name', run.parent.name)} ({run.name})"
     return run.name
 
@@ -125,24 +120,15 @@ def read_run(run: Path, warn=None) -> tuple[dict[str, list[tuple[int, float]]], 
 def read_folder(run: Path, warn=None) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series under `run` (all event files, any depth): tag -> [(step, value)] sorted by step."""
     series: dict[str, dict[int, float]] = {}
-    for events in sorted(run.rglob("events.out.tfevents.*")):
-        scalars, problem = read_event_file(events)
+    for path in sorted(run.rglob("events.out.tfevents.*")):
+        scalars, problem = read_event_file(path)
         for tag, points in scalars.items():
             series.setdefault(tag, {}).update(points)
         if problem:
             read = [step for points in scalars.values() for step in points]
             what = f"read {len(read)} values, steps {min(read)} to {max(read)}" if read else "nothing read"
-            (warn or warning)(f"{events}: {problem}; {what}")
+            (warn or warning)(f"{path}: {problem}; {what}")
     return {tag: sorted(points.items()) for tag, points in series.items()}
-
-
-def saved_recipe(folder: Path) -> dict:
-    """The resolved recipe a run (or stage) folder keeps, {} when there is none to read."""
-    try:
-        saved = yaml.safe_load((folder / "recipe.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return saved if isinstance(saved, dict) else {}
 
 
 def stage_name(folder: Path) -> str:
@@ -216,44 +202,15 @@ def held_out_series(folder: Path, steps: int | None) -> dict[str, list[tuple[int
 
 def read_event_file(path: Path) -> tuple[dict[str, dict[int, float]], str | None]:
     """The scalars of one TensorBoard event file, tag -> {step: value}, and what stopped the reading before the
-    end of the file (None when nothing did). A record is an 8-byte length, its checksum, the Event, its checksum:
-    TensorBoard's own reader stops silently at the first one that is cut short or fails its checksum."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        return {}, f"cannot be read ({e.strerror or e})"
-    if not data:
-        return {}, "empty (0 bytes: the run wrote nothing, or was killed before it did)"
+    end of the file (None when nothing did; analysis.events)."""
     scalars: dict[str, dict[int, float]] = {}
-    at = 0
-    while at < len(data):
-        if at + 12 > len(data):
-            return scalars, f"truncated: its last record is cut short at byte {len(data):,}"
-        length, length_checksum = struct.unpack_from("<QI", data, at)
-        if masked_crc32c(data[at : at + 8]) != length_checksum:
-            return scalars, damaged(at, len(data), "a record's length fails its checksum")
-        end = at + 12 + length
-        if end + 4 > len(data):
-            return scalars, f"truncated: its last record is cut short at byte {len(data):,}"
-        body = data[at + 12 : end]
-        if masked_crc32c(body) != struct.unpack_from("<I", data, end)[0]:
-            return scalars, damaged(at, len(data), "an event fails its checksum")
-        try:
-            event = event_pb2.Event.FromString(body)
-        except DecodeError:
-            return scalars, damaged(at, len(data), "a record that is no event")
+    problems: list[str] = []
+    for event in events(path, problems):
         for value in event.summary.value:
             number = scalar(value)
             if number is not None:
                 scalars.setdefault(value.tag, {})[event.step] = number
-        at = end + 4
-    return scalars, None
-
-
-def damaged(at: int, size: int, what: str) -> str:
-    if at == 0:
-        return f"not a TensorBoard event file, or corrupt from its first byte ({what})"
-    return f"corrupt at byte {at:,} of {size:,} ({what}; nothing after it is read)"
+    return scalars, problems[0] if problems else None
 
 
 def scalar(value) -> float | None:
@@ -368,12 +325,17 @@ def build_parser() -> cli.Parser:
     return parser
 
 
-def run(args) -> int:
-    missing = [str(r) for r in args.runs if not r.is_dir()]
+def check_runs(runs: list[Path], smooth: float) -> None:
+    """What a command drawing run folders checks first: every folder exists, and --smooth is in [0, 1)."""
+    missing = [str(r) for r in runs if not r.is_dir()]
     if missing:
         raise cli.UsageError(f"no such run folder: {', '.join(missing)}")
-    if not 0 <= args.smooth < 1:
-        raise cli.UsageError(f"--smooth must be in [0, 1); got {args.smooth}")
+    if not 0 <= smooth < 1:
+        raise cli.UsageError(f"--smooth must be in [0, 1); got {smooth}")
+
+
+def run(args) -> int:
+    check_runs(args.runs, args.smooth)
     writable.check(args.out, args.force)  # before any event file is read
     with atomic_folder(args.out, args.force, parents=True) as tmp:
         plotted = plot(args.runs, tmp, args.smooth, warning)

@@ -201,11 +201,7 @@ def build_parser() -> cli.Parser:
 
 
 def run(args) -> int:
-    missing = [str(r) for r in args.runs if not r.is_dir()]
-    if missing:
-        raise cli.UsageError(f"no such run folder: {', '.join(missing)}")
-    if not 0 <= args.smooth < 1:
-        raise cli.UsageError(f"--smooth must be in [0, 1); got {args.smooth}")
+    curves.check_runs(args.runs, args.smooth)
     for flag in ("samples_per_step", "sample_steps", "held_out_prompts"):
         if getattr(args, flag) < 0:
             raise cli.UsageError(f"--{flag.replace('_', '-')} must be 0 or more; got {getattr(args, flag)}")

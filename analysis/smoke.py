@@ -17,10 +17,9 @@ import statistics
 import sys
 from pathlib import Path
 
-import yaml
-
 from analysis import writable
 from analysis.curves import read_scalars
+from analysis.events import saved_recipe
 from analysis.journal import load_run
 from reward_funcs import cli
 
@@ -74,8 +73,8 @@ def _duration(seconds: float) -> str:
 
 def build(run: Path) -> str:
     """The table, as markdown."""
-    saved = yaml.safe_load((run / "recipe.yaml").read_text()) if (run / "recipe.yaml").is_file() else {}
-    full = ((saved or {}).get("recipe") or {}).get("smoke") or {}
+    saved = saved_recipe(run)
+    full = (saved.get("recipe") or {}).get("smoke") or {}
     stages = _jsonl(run / "smoke.jsonl")
     if not stages:
         raise cli.UsageError(f"{run} has no smoke.jsonl: pass the folder of a smoke run (runs/<recipe>-smoke/...)")
@@ -106,7 +105,7 @@ def build(run: Path) -> str:
             "not counted)"
         )
     trained = any(s["stage"] == "train" and s["status"] == "ok" for s in stages)
-    line, recorded = journal_line(run, saved or {}) if trained else ("", True)
+    line, recorded = journal_line(run, saved) if trained else ("", True)
     lines += [line] if line else []
     failed = [s["stage"] for s in stages if s["status"] == "FAIL"] + ([] if recorded else ["journal"])
     if failed:

@@ -128,6 +128,7 @@ def stage_recipes(top: Recipe, run: Path) -> list[Recipe]:
 
 
 def runs_set(flags: dict, dotted: str, value) -> dict:
+    """A copy of `flags` with the dotted flag set (launch.runs sets them in place, on a recipe it owns)."""
     *groups, leaf = dotted.split(".")
     nested: dict = {leaf: value}
     for group in reversed(groups):
